@@ -1,0 +1,23 @@
+"""resnetlab: the networks of He et al. 2015, "Deep Residual Learning for Image Recognition",
+weight-compatible with torchvision and timm."""
+
+from .model import BasicBlock, Bottleneck, ResNet, ResNetConfig
+from .summary import Summary, summary
+from .weights import export_state_dict, load_pretrained
+from .zoo import create_model, get_config, list_models
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BasicBlock",
+    "Bottleneck",
+    "ResNet",
+    "ResNetConfig",
+    "Summary",
+    "create_model",
+    "export_state_dict",
+    "get_config",
+    "list_models",
+    "load_pretrained",
+    "summary",
+]
