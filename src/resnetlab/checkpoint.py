@@ -1,0 +1,78 @@
+"""Checkpoints that survive crashes and resume exactly.
+
+A checkpoint is written to a temporary file in the same folder, flushed to disk (fsync), then
+renamed over the old one: at every moment either the previous or the new checkpoint is
+complete on disk. Only tensors, numbers, strings, lists and dicts go in, so every checkpoint
+loads with `torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .weights import read_weights_file
+
+
+def atomic_save(obj, path: str | Path) -> None:
+    """torch.save to `path` atomically: temporary file, fsync, rename, fsync of the folder."""
+    path = Path(path)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            torch.save(obj, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """A resnetlab checkpoint, read safely; a ValueError says what is wrong with a bad one."""
+    checkpoint = read_weights_file(path)
+    required = ("model", "config", "step")
+    if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in required):
+        raise ValueError(f"{path} is not a resnetlab training checkpoint (expected keys {', '.join(required)})")
+    return checkpoint
+
+
+def rng_state() -> dict:
+    """Every random stream a run may touch: torch (CPU and CUDA), numpy, Python."""
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"key": np_state[0], "state": torch.from_numpy(np_state[1].astype(np.int64)),
+                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]), "cached": float(np_state[4])},
+        "python": _to_lists(random.getstate()),
+    }
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    numpy = state["numpy"]
+    np.random.set_state((numpy["key"], numpy["state"].numpy().astype(np.uint32), numpy["pos"],
+                         numpy["has_gauss"], numpy["cached"]))
+    random.setstate(_to_tuples(state["python"]))
+
+
+def _to_lists(value):
+    return [_to_lists(v) for v in value] if isinstance(value, (tuple, list)) else value
+
+
+def _to_tuples(value):
+    return tuple(_to_tuples(v) for v in value) if isinstance(value, list) else value

@@ -1,0 +1,81 @@
+"""Batched augmentation with tensor ops: one call per batch, a random draw per sample."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def random_crop(images: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
+    """Zero-pad by `pad` and take a random crop of the original size from each image, each at
+    its own offset (section 4.2: "4 pixels are padded on each side, and a 32x32 crop is randomly
+    sampled"). Works on uint8; the result is laid out channels_last."""
+    n, _, h, w = images.shape
+    padded = F.pad(images, (pad, pad, pad, pad)).permute(0, 2, 3, 1)  # N, H+2p, W+2p, C
+    dy = torch.randint(0, 2 * pad + 1, (n, 1), generator=generator)
+    dx = torch.randint(0, 2 * pad + 1, (n, 1), generator=generator)
+    rows = (dy + torch.arange(h)).unsqueeze(2)  # N, H, 1
+    cols = (dx + torch.arange(w)).unsqueeze(1)  # N, 1, W
+    crops = padded[torch.arange(n).view(n, 1, 1), rows, cols]  # N, H, W, C
+    return crops.permute(0, 3, 1, 2)
+
+
+def random_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Mirror a random half of the batch horizontally."""
+    flip = torch.rand(images.shape[0], generator=generator) < 0.5
+    return torch.where(flip.view(-1, 1, 1, 1), images.flip(3), images)
+
+
+# AlexNet's PCA colour augmentation (Krizhevsky et al. 2012), used by the paper (section 3.4):
+# the eigenvalues and eigenvectors of ImageNet's RGB covariance, for pixels scaled to [0, 1].
+IMAGENET_EIGVAL = torch.tensor([0.2175, 0.0188, 0.0045])
+IMAGENET_EIGVEC = torch.tensor([
+    [-0.5675, 0.7192, 0.4009],
+    [-0.5808, -0.0045, -0.8140],
+    [-0.5836, -0.6948, 0.4203],
+])
+
+
+def pca_lighting(images: torch.Tensor, generator: torch.Generator, std: float = 0.1) -> torch.Tensor:
+    """Add to every pixel of each float RGB image (in [0, 1]) the same random combination of
+    the principal components, alpha_i ~ N(0, std) scaled by the eigenvalues."""
+    alpha = torch.randn(images.shape[0], 3, generator=generator) * std
+    shift = (alpha * IMAGENET_EIGVAL) @ IMAGENET_EIGVEC.T  # N, 3
+    return images + shift.to(images.device, images.dtype).view(-1, 3, 1, 1)
+
+
+class Normalize:
+    """x -> (x / 255 - mean) / std, with a per-channel mean (C, 1, 1) or the paper's per-pixel
+    mean image (C, H, W)."""
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor):
+        self.mean = mean.float()
+        self.std = std.float()
+
+    @classmethod
+    def fit(cls, images: torch.Tensor, per_pixel: bool) -> "Normalize":
+        """Statistics of a uint8 training set (N, C, H, W), computed in float64 chunks."""
+        total = torch.zeros(images.shape[1:], dtype=torch.float64)
+        square = torch.zeros(images.shape[1], dtype=torch.float64)
+        for chunk in images.split(4096):
+            chunk = chunk.double() / 255
+            total += chunk.sum(0)
+            square += chunk.square().sum((0, 2, 3))
+        n = images.shape[0]
+        pixels = n * images.shape[2] * images.shape[3]
+        channel_mean = total.sum((1, 2)) / pixels
+        std = (square / pixels - channel_mean.square()).clamp_min(1e-12).sqrt().view(-1, 1, 1)
+        mean = total / n if per_pixel else channel_mean.view(-1, 1, 1)
+        # The paper subtracts the mean only; dividing by one global std keeps inputs near unit scale.
+        return cls(mean, std)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        mean, std = self.mean.to(images.device), self.std.to(images.device)
+        return (images.float() / 255 - mean) / std
+
+    def state_dict(self) -> dict:
+        return {"mean": self.mean.clone(), "std": self.std.clone()}
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> "Normalize":
+        return cls(state["mean"], state["std"])

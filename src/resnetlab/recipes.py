@@ -1,0 +1,183 @@
+"""Training configuration and the named recipes.
+
+`TrainConfig` holds every setting of a run; a recipe is a set of defaults for it, and every
+field can be overridden (from Python or the CLI). The resolved config is saved as config.json.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+SCHEDULES = ("step", "onecycle", "cosine")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@dataclass
+class TrainConfig:
+    # what to train, on what
+    model: str = "resnet20"
+    data: str = "fashion-mnist"
+    data_dir: str | None = None
+    val_split: int = 0  # >0: hold out this many training images as the test split
+    model_overrides: dict = field(default_factory=dict)  # shortcut, stride_in_1x1, ...
+    # how long: max_steps wins over epochs when both are set
+    epochs: int = 10
+    max_steps: int | None = None
+    batch_size: int = 128  # the global batch, over all processes
+    accum_steps: int = 1
+    # optimisation
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.0
+    schedule: str = "step"
+    milestones: tuple[int, ...] = ()  # "step": lr divided by 10 at these steps
+    warmup_steps: int = 0  # linear warm-up from warmup_lr (onecycle/cosine), or a constant
+    warmup_lr: float | None = None  # lr during warm-up; None: ramp up from 0
+    final_lr_fraction: float = 0.0  # onecycle/cosine: the lr at the last step, as a fraction of lr
+    # data
+    augment: str = "crop-flip"
+    pad: int = 4
+    normalize: str = "per-channel"  # or "per-pixel" (the paper's mean image)
+    # evaluation
+    eval_every: int | None = None  # steps; None: at each epoch end
+    eval_batch_size: int = 1000
+    tta_flip: bool = False  # also average over the mirrored test image
+    # the machine
+    precision: str = "fp32"
+    channels_last: bool | None = None  # None: decided by the device (see engine.pick_channels_last)
+    device: str = "cpu"
+    sync_bn: bool = False
+    seed: int = 0
+    # the run folder
+    out: str | None = None
+    save_every: int = 500  # steps between last.pt saves (also at each epoch end)
+    log_every: int = 50  # steps between progress updates (the only host syncs)
+    recipe: str = "fast"
+
+    def validate(self) -> "TrainConfig":
+        """Raise a ValueError naming the first absurd setting."""
+        checks = [
+            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
+            (self.max_steps is None or self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}"),
+            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
+            (self.accum_steps >= 1, f"accum_steps must be >= 1, got {self.accum_steps}"),
+            (self.lr > 0 and math.isfinite(self.lr), f"lr must be a positive number, got {self.lr}"),
+            (0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}"),
+            (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
+            (0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {self.label_smoothing}"),
+            (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {self.schedule!r}"),
+            (self.optimizer in ("sgd",), f"optimizer must be 'sgd', got {self.optimizer!r}"),
+            (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}"),
+            (self.normalize in ("per-channel", "per-pixel"), f"normalize must be per-channel or per-pixel, got {self.normalize!r}"),
+            (self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}"),
+            (self.warmup_lr is None or self.warmup_lr > 0, f"warmup_lr must be positive, got {self.warmup_lr}"),
+            (0 <= self.final_lr_fraction <= 1, f"final_lr_fraction must be in [0, 1], got {self.final_lr_fraction}"),
+            (self.save_every >= 1, f"save_every must be >= 1, got {self.save_every}"),
+            (self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}"),
+            (self.eval_every is None or self.eval_every >= 1, f"eval_every must be >= 1, got {self.eval_every}"),
+            (self.eval_batch_size >= 1, f"eval_batch_size must be >= 1, got {self.eval_batch_size}"),
+            (self.val_split >= 0, f"val_split must be >= 0, got {self.val_split}"),
+            (self.pad >= 0, f"pad must be >= 0, got {self.pad}"),
+            (all(m > 0 for m in self.milestones), f"milestones must be positive steps, got {self.milestones}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+        return self
+
+    def total_steps(self, steps_per_epoch: int) -> int:
+        return self.max_steps if self.max_steps is not None else self.epochs * steps_per_epoch
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown config field(s) {unknown}")
+        values = dict(values)
+        if "milestones" in values:
+            values["milestones"] = tuple(values["milestones"])
+        return cls(**values)
+
+
+def lr_at(cfg: TrainConfig, step: int, total_steps: int) -> float:
+    """The learning rate of optimizer step `step` (0-based): a pure function, so a resumed run
+    follows exactly the same schedule."""
+    if step < cfg.warmup_steps:
+        if cfg.warmup_lr is not None:  # the paper's constant 0.01 for ResNet-110 (section 4.2)
+            return cfg.warmup_lr
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "step":
+        return cfg.lr * 0.1 ** sum(step >= m for m in cfg.milestones)
+    progress = (step - cfg.warmup_steps) / max(total_steps - cfg.warmup_steps, 1)
+    floor = cfg.lr * cfg.final_lr_fraction
+    if cfg.schedule == "cosine":
+        return floor + (cfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+    # onecycle after its warm-up: a linear decay to the floor.
+    return cfg.lr - (cfg.lr - floor) * progress
+
+
+# --- Named recipes ---------------------------------------------------------------------------
+
+def paper_cifar(depth_hint: str = "resnet20") -> dict:
+    """Section 4.2 exactly: batch 128, lr 0.1 / 10 at 32k and 48k, stop at 64k iterations,
+    weight decay 1e-4, momentum 0.9, pad-4 crop and flip, per-pixel mean subtracted; for 110
+    layers and more, lr 0.01 for the first 400 iterations (until training error < 80%)."""
+    recipe = dict(
+        batch_size=128, lr=0.1, momentum=0.9, weight_decay=1e-4, schedule="step",
+        milestones=(32000, 48000), max_steps=64000, augment="crop-flip", pad=4,
+        normalize="per-pixel", label_smoothing=0.0, precision="fp32", tta_flip=False,
+    )
+    depth = "".join(c for c in depth_hint if c.isdigit())
+    if depth and int(depth) >= 110:
+        recipe.update(warmup_steps=400, warmup_lr=0.01)
+    return recipe
+
+
+def paper_imagenet(_: str = "") -> dict:
+    """Section 3.4: SGD batch 256, lr 0.1 divided by 10 when the error plateaus (here at
+    epochs 30 and 60 of 90, i.e. the 60e4 iterations of the paper at 1.28M images), weight
+    decay 1e-4, momentum 0.9, scale augmentation 256-480, 224 crop, flip, PCA lighting."""
+    steps_per_epoch = 1_281_167 // 256
+    return dict(
+        batch_size=256, lr=0.1, momentum=0.9, weight_decay=1e-4, schedule="step",
+        milestones=(30 * steps_per_epoch, 60 * steps_per_epoch), epochs=90, max_steps=None,
+        augment="scale-crop-flip-lighting", normalize="per-pixel", precision="fp32",
+    )
+
+
+def fast(_: str = "") -> dict:
+    """The main job's default: a short one-cycle schedule tuned for accuracy per minute on a
+    small CPU (docs/results.md has the measurements that chose it)."""
+    return dict(
+        epochs=15, max_steps=None, batch_size=128, lr=0.2, momentum=0.9, nesterov=True,
+        weight_decay=5e-4, schedule="onecycle", warmup_steps=400, final_lr_fraction=0.0,
+        label_smoothing=0.1, augment="crop-flip", pad=4, normalize="per-channel",
+        precision="auto", tta_flip=True,
+    )
+
+
+RECIPES = {"paper-cifar": paper_cifar, "paper-imagenet": paper_imagenet, "fast": fast}
+
+
+def make_config(recipe: str = "fast", **overrides) -> TrainConfig:
+    """A validated TrainConfig: the recipe's defaults for overrides["model"], then overrides."""
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; expected one of {', '.join(RECIPES)}")
+    model = overrides.get("model", TrainConfig.model)
+    values = RECIPES[recipe](model)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    values["recipe"] = recipe
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown training setting(s) {unknown}")
+    return TrainConfig(**values)
