@@ -76,3 +76,18 @@ def _to_lists(value):
 
 def _to_tuples(value):
     return tuple(_to_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def load_model(path: str | Path, device="cpu"):
+    """The trained model of a checkpoint (eval mode) and its metadata (classes, normalisation,
+    image size, the training config)."""
+    from .zoo import create_model
+
+    checkpoint = load_checkpoint(path)
+    meta = checkpoint.get("meta")
+    if not isinstance(meta, dict) or "model" not in meta:
+        raise ValueError(f"{path} has no model metadata (expected a checkpoint written by resnetlab train)")
+    model = create_model(meta["model"], num_classes=meta["num_classes"], in_chans=meta["in_chans"],
+                         pretrained=checkpoint["model"], **meta.get("overrides", {}))
+    meta = dict(meta, config=checkpoint["config"], step=checkpoint["step"])
+    return model.to(device).eval(), meta

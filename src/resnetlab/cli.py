@@ -6,6 +6,7 @@ Usage errors exit with status 2 and one line; a failing command exits 1 with one
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
@@ -59,6 +60,132 @@ def cmd_summary(args) -> None:
         print(table)
 
 
+# --- train -----------------------------------------------------------------------------------------
+
+# TrainConfig fields with a hand-written flag (DESIGN.md's names) or none on the command line.
+_TRAIN_SPECIAL = {"model_overrides", "recipe", "epochs", "max_steps", "out"}
+_MODEL_FLAGS = {  # model overrides, as flags of their own
+    "shortcut": dict(choices=["A", "B", "C", "none"], help="shortcut option (section 3.3)"),
+    "stride_in_1x1": dict(action=argparse.BooleanOptionalAction, help="the paper's v1 bottleneck"),
+    "zero_init_last": dict(action=argparse.BooleanOptionalAction, help="zero each residual branch's last BN"),
+    "drop_path_rate": dict(type=float, metavar="P", help="stochastic depth rate of the last block"),
+}
+
+
+def _milestones(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated steps like 32000,48000, got {text!r}") from None
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field, so every setting of a recipe can be overridden."""
+    from .recipes import TrainConfig
+
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in _TRAIN_SPECIAL:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        kind = str(f.type)
+        if f.name == "precision":
+            parser.add_argument(flag, choices=["auto", "fp32", "bf16"], help="auto: bf16 where the device computes it natively")
+        elif f.name == "device":
+            parser.add_argument(flag, metavar="cpu|cuda", help="where to train (default cpu)")
+        elif f.name == "milestones":
+            parser.add_argument(flag, type=_milestones, metavar="S1,S2", help="steps where a step schedule divides lr by 10")
+        elif "bool" in kind:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+        elif "int" in kind:
+            parser.add_argument(flag, type=int, metavar="N")
+        elif "float" in kind:
+            parser.add_argument(flag, type=float, metavar="X")
+        else:
+            parser.add_argument(flag, metavar=f.name.upper())
+
+
+def cmd_train(args) -> None:
+    from . import dist
+    from .engine import fit
+    from .recipes import TrainConfig, make_config
+
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+              if f.name not in _TRAIN_SPECIAL and getattr(args, f.name, None) is not None}
+    overrides = {name: getattr(args, name) for name in _MODEL_FLAGS if getattr(args, name) is not None}
+    if overrides:
+        values["model_overrides"] = overrides
+    if args.epochs is not None:
+        values["epochs"] = args.epochs
+    if args.max_steps is not None:
+        values["max_steps"] = args.max_steps
+    values["out"] = args.out or _default_out(values.get("model", TrainConfig.model), values.get("data", TrainConfig.data))
+    try:
+        cfg = make_config(args.recipe, **values)
+        if args.epochs is not None:
+            cfg.max_steps = None
+        cfg.validate()
+        _check_choices(cfg)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    dist.init(cfg.device)
+    try:
+        result = fit(cfg, resume=args.resume, progress=not args.quiet)
+    finally:
+        dist.shutdown()
+    if dist.is_main():
+        print(f"test accuracy {result.test_acc1:.2f}% (best {result.best_acc1:.2f}%) after {result.steps} steps; "
+              f"run folder {result.out}")
+
+
+def _check_choices(cfg) -> None:
+    from .data import DATASETS
+    from .zoo import get_config
+
+    get_config(cfg.model)
+    if cfg.data not in DATASETS:
+        raise ValueError(f"unknown dataset {cfg.data!r}; expected one of {', '.join(DATASETS)}")
+
+
+def _default_out(model: str, data: str) -> str:
+    import time
+
+    return f"runs/{model}-{data}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+# --- eval, predict, export ------------------------------------------------------------------------
+
+
+def cmd_eval(args) -> None:
+    from .evaluation import evaluate_checkpoint
+
+    result = evaluate_checkpoint(args.checkpoint, data=args.data, data_dir=args.data_dir, ten_crop=args.ten_crop,
+                                 device=args.device)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"{result['data']} {result['split']}: top-1 {result['test_acc1']:.2f}%  top-5 {result['test_acc5']:.2f}%  "
+              f"loss {result['test_loss']:.4f}  ({result['images']} images, {result['view']})")
+
+
+def cmd_predict(args) -> None:
+    from .evaluation import predict_files
+
+    predictions = predict_files(args.checkpoint, args.images, top_k=args.top_k, device=args.device)
+    if args.json:
+        print(json.dumps(predictions, indent=2))
+        return
+    for item in predictions:
+        best = ", ".join(f"{p['class']} {100 * p['probability']:.1f}%" for p in item["top"])
+        print(f"{item['image']}: {best}")
+
+
+def cmd_export(args) -> None:
+    from .evaluation import export_checkpoint
+
+    path = export_checkpoint(args.checkpoint, args.format, args.out)
+    print(f"wrote {path}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="resnetlab", description="Paper-faithful ResNets (He et al. 2015): models, summaries, training.")
     parser.add_argument("--version", action="version", version=f"resnetlab {_version()}")
@@ -74,6 +201,43 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--shortcut", choices=["A", "B", "C", "none"], help="shortcut option (section 3.3)")
     summary.add_argument("--json", action="store_true", help="print JSON instead of the table")
     summary.set_defaults(run=cmd_summary)
+
+    train = commands.add_parser("train", help="train a model (default: resnet20 on Fashion-MNIST, recipe fast)")
+    train.add_argument("--recipe", default="fast", choices=["fast", "paper-cifar", "paper-imagenet"],
+                       help="the defaults every other flag overrides (default fast)")
+    length = train.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=_positive_int, metavar="N")
+    length.add_argument("--max-steps", type=_positive_int, metavar="N")
+    train.add_argument("--out", metavar="DIR", help="run folder (default runs/MODEL-DATA-TIME); never overwritten")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    train.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_config_flags(train)
+    for name, spec in _MODEL_FLAGS.items():
+        train.add_argument("--" + name.replace("_", "-"), **spec)
+    train.set_defaults(run=cmd_train)
+
+    evaluate = commands.add_parser("eval", help="evaluate a checkpoint on its test set")
+    evaluate.add_argument("--checkpoint", required=True, metavar="FILE")
+    evaluate.add_argument("--data", metavar="NAME", help="another dataset than the one it was trained on")
+    evaluate.add_argument("--data-dir", metavar="DIR")
+    evaluate.add_argument("--ten-crop", action="store_true", help="10-crop testing (image folders, section 3.4)")
+    evaluate.add_argument("--device", default="cpu", metavar="cpu|cuda")
+    evaluate.add_argument("--json", action="store_true")
+    evaluate.set_defaults(run=cmd_eval)
+
+    predict = commands.add_parser("predict", help="classify image files with a checkpoint")
+    predict.add_argument("--checkpoint", required=True, metavar="FILE")
+    predict.add_argument("images", nargs="+", metavar="IMAGE")
+    predict.add_argument("--top-k", type=_positive_int, default=3, metavar="K")
+    predict.add_argument("--device", default="cpu", metavar="cpu|cuda")
+    predict.add_argument("--json", action="store_true")
+    predict.set_defaults(run=cmd_predict)
+
+    export = commands.add_parser("export", help="write a checkpoint's model as ONNX, safetensors or another library's weights")
+    export.add_argument("--checkpoint", required=True, metavar="FILE")
+    export.add_argument("--format", required=True, choices=["onnx", "safetensors", "torchvision", "timm"])
+    export.add_argument("--out", required=True, metavar="PATH")
+    export.set_defaults(run=cmd_export)
     return parser
 
 

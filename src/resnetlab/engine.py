@@ -24,6 +24,7 @@ from . import dist
 from .checkpoint import atomic_save, load_checkpoint, rng_state, set_rng_state
 from .data import Dataset, InMemoryLoader, load_dataset
 from .data.augment import Normalize
+from .data.folder import IMAGENET_MEAN, IMAGENET_STD, FolderDataset, FolderLoader
 from .recipes import TrainConfig, lr_at
 from .zoo import create_model
 
@@ -84,7 +85,8 @@ class EvalResult:
 def evaluate(model: nn.Module, loader, *, precision: str = "fp32", tta_flip: bool = False,
              device: torch.device | str = "cpu") -> EvalResult:
     """Loss, top-1 and top-5 accuracy (in %) over a loader of (images, labels) batches.
-    tta_flip averages the logits of each image and its mirror image."""
+    tta_flip averages the logits of each image and its mirror image; 5-D batches
+    (N, views, C, H, W) average the logits of the views (ten-crop)."""
     device = torch.device(device)
     was_training = model.training
     model.eval()
@@ -94,10 +96,16 @@ def evaluate(model: nn.Module, loader, *, precision: str = "fp32", tta_flip: boo
     count = 0
     try:
         for images, labels in loader:
+            views = 1
+            if images.ndim == 5:  # several views of each image (ten-crop): average their logits
+                views = images.shape[1]
+                images = images.flatten(0, 1)
             with autocast(device, precision):
                 logits = model(images)
                 if tta_flip:
                     logits = (logits + model(images.flip(3))) / 2
+            if views > 1:
+                logits = logits.view(-1, views, logits.shape[-1]).mean(1)
             logits = logits.float()
             loss_sum += F.cross_entropy(logits, labels, reduction="sum").double()
             top = logits.topk(min(5, logits.shape[1]), dim=1).indices
@@ -121,17 +129,17 @@ def evaluate(model: nn.Module, loader, *, precision: str = "fp32", tta_flip: boo
 class Progress:
     """One updating line on a terminal; plain lines every update otherwise (logs, CI)."""
 
-    def __init__(self, total_steps: int, enabled: bool = True, stream=None):
-        self.total, self.enabled = total_steps, enabled
+    def __init__(self, total_steps: int, first_step: int = 0, enabled: bool = True, stream=None):
+        self.total, self.first_step, self.enabled = total_steps, first_step, enabled
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
         self.start = time.perf_counter()
 
-    def update(self, step: int, epoch: int, loss: float, acc: float, img_per_s: float, first_step: int) -> None:
+    def update(self, step: int, epoch: int, loss: float, acc: float, img_per_s: float) -> None:
         if not self.enabled:
             return
         elapsed = time.perf_counter() - self.start
-        done = max(step - first_step, 1)
+        done = max(step - self.first_step, 1)
         eta = elapsed / done * (self.total - step)
         text = (f"epoch {epoch + 1} step {step}/{self.total} loss {loss:.4f} acc {acc:.2f}% "
                 f"{img_per_s:.0f} img/s ETA {_clock(eta)}")
@@ -237,7 +245,6 @@ def train_one_epoch(model, optimizer, loader: InMemoryLoader, state: TrainState,
     model.train()
     steps_per_epoch = len(loader)
     start = state.step - epoch * steps_per_epoch
-    first_step = state.step
     tick = time.perf_counter()
     interval_start, interval_images = tick, 0
     for images, labels in loader.batches(epoch, start):
@@ -252,7 +259,7 @@ def train_one_epoch(model, optimizer, loader: InMemoryLoader, state: TrainState,
             if progress is not None:
                 progress.update(state.step, epoch, state.loss_sum.item() / seen,
                                 100.0 * state.correct.item() / seen,
-                                interval_images / (now - interval_start), first_step)
+                                interval_images / (now - interval_start))
             interval_start, interval_images = now, 0
         if on_step is not None:
             state.train_time += time.perf_counter() - tick
@@ -377,8 +384,20 @@ def pick_channels_last(cfg: TrainConfig) -> bool:
     return True if cfg.channels_last is None else cfg.channels_last
 
 
-def make_loaders(cfg: TrainConfig, dataset: Dataset, normalize: Normalize, device, channels_last: bool):
+def make_normalize(cfg: TrainConfig, dataset) -> Normalize:
+    if isinstance(dataset, FolderDataset):
+        return Normalize(torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1))
+    return Normalize.fit(dataset.train.images, per_pixel=cfg.normalize == "per-pixel")
+
+
+def make_loaders(cfg: TrainConfig, dataset, normalize: Normalize, device, channels_last: bool):
     common = dict(channels_last=channels_last, device=device, rank=dist.rank(), world_size=dist.world_size())
+    if isinstance(dataset, FolderDataset):
+        train = FolderLoader(dataset.train, cfg.batch_size, normalize, shuffle=True, drop_last=True,
+                             lighting=True, seed=cfg.seed, **common)
+        test = FolderLoader(dataset.test, cfg.eval_batch_size, normalize, shuffle=False, drop_last=False,
+                            lighting=False, **common)
+        return train, test
     train = InMemoryLoader(dataset.train, cfg.batch_size, normalize, shuffle=True, drop_last=True,
                            augment=cfg.augment, pad=cfg.pad, seed=cfg.seed, **common)
     test = InMemoryLoader(dataset.test, cfg.eval_batch_size, normalize, shuffle=False, drop_last=False,
@@ -418,8 +437,8 @@ def fit(cfg: TrainConfig, *, resume: bool = False, dataset: Dataset | None = Non
     torch.manual_seed(cfg.seed)
 
     if dataset is None:
-        dataset = load_dataset(cfg.data, cfg.data_dir, val_split=cfg.val_split, seed=cfg.seed)
-    normalize = Normalize.fit(dataset.train.images, per_pixel=cfg.normalize == "per-pixel")
+        dataset = load_dataset(cfg.data, cfg.data_dir, val_split=cfg.val_split, seed=cfg.seed, image_size=cfg.image_size)
+    normalize = make_normalize(cfg, dataset)
     model = build_model(cfg, dataset, device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -451,7 +470,7 @@ def fit(cfg: TrainConfig, *, resume: bool = False, dataset: Dataset | None = Non
         "train_images": len(dataset.train), "test_images": len(dataset.test),
     }}
     run.write_config(resolved)
-    bar = Progress(total_steps, enabled=progress and dist.is_main())
+    bar = Progress(total_steps, state.step, enabled=progress and dist.is_main())
     bar.message(f"training {cfg.model} on {cfg.data} ({len(dataset.train)} images, {steps_per_epoch} steps/epoch) "
                 f"for {total_steps} steps, recipe {cfg.recipe}, {precision}"
                 f"{', channels_last' if cfg.channels_last else ''}, {dist.world_size()} process(es), {device}")
@@ -527,4 +546,4 @@ FREE_ON_RESUME = ("out", "save_every", "log_every", "data_dir", "device")
 def versions() -> dict:
     from . import __version__
 
-    return {"resnetlab": __version__, "torch": torch.__version__, "python": sys.version.split()[0]}
+    return {"resnetlab": __version__, "torch": str(torch.__version__), "python": sys.version.split()[0]}

@@ -36,12 +36,14 @@ class TrainConfig:
     label_smoothing: float = 0.0
     schedule: str = "step"
     milestones: tuple[int, ...] = ()  # "step": lr divided by 10 at these steps
-    warmup_steps: int = 0  # linear warm-up from warmup_lr (onecycle/cosine), or a constant
-    warmup_lr: float | None = None  # lr during warm-up; None: ramp up from 0
+    warmup_steps: int = 0  # linear warm-up from 0, or a constant warmup_lr
+    warmup_fraction: float = 0.0  # warm-up as a fraction of the run (used when warmup_steps is 0)
+    warmup_lr: float | None = None  # a constant lr during warm-up; None: ramp up linearly
     final_lr_fraction: float = 0.0  # onecycle/cosine: the lr at the last step, as a fraction of lr
     # data
-    augment: str = "crop-flip"
+    augment: str = "crop-flip"  # in-memory data; image folders always use the paper's (section 3.4)
     pad: int = 4
+    image_size: int = 224  # crop size for image folders
     normalize: str = "per-channel"  # or "per-pixel" (the paper's mean image)
     # evaluation
     eval_every: int | None = None  # steps; None: at each epoch end
@@ -75,6 +77,7 @@ class TrainConfig:
             (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}"),
             (self.normalize in ("per-channel", "per-pixel"), f"normalize must be per-channel or per-pixel, got {self.normalize!r}"),
             (self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}"),
+            (0 <= self.warmup_fraction < 1, f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}"),
             (self.warmup_lr is None or self.warmup_lr > 0, f"warmup_lr must be positive, got {self.warmup_lr}"),
             (0 <= self.final_lr_fraction <= 1, f"final_lr_fraction must be in [0, 1], got {self.final_lr_fraction}"),
             (self.save_every >= 1, f"save_every must be >= 1, got {self.save_every}"),
@@ -83,6 +86,7 @@ class TrainConfig:
             (self.eval_batch_size >= 1, f"eval_batch_size must be >= 1, got {self.eval_batch_size}"),
             (self.val_split >= 0, f"val_split must be >= 0, got {self.val_split}"),
             (self.pad >= 0, f"pad must be >= 0, got {self.pad}"),
+            (self.image_size >= 1, f"image_size must be >= 1, got {self.image_size}"),
             (all(m > 0 for m in self.milestones), f"milestones must be positive steps, got {self.milestones}"),
         ]
         for ok, message in checks:
@@ -111,13 +115,14 @@ class TrainConfig:
 def lr_at(cfg: TrainConfig, step: int, total_steps: int) -> float:
     """The learning rate of optimizer step `step` (0-based): a pure function, so a resumed run
     follows exactly the same schedule."""
-    if step < cfg.warmup_steps:
+    warmup = cfg.warmup_steps or round(cfg.warmup_fraction * total_steps)
+    if step < warmup:
         if cfg.warmup_lr is not None:  # the paper's constant 0.01 for ResNet-110 (section 4.2)
             return cfg.warmup_lr
-        return cfg.lr * (step + 1) / cfg.warmup_steps
+        return cfg.lr * (step + 1) / warmup
     if cfg.schedule == "step":
         return cfg.lr * 0.1 ** sum(step >= m for m in cfg.milestones)
-    progress = (step - cfg.warmup_steps) / max(total_steps - cfg.warmup_steps, 1)
+    progress = (step - warmup) / max(total_steps - warmup, 1)
     floor = cfg.lr * cfg.final_lr_fraction
     if cfg.schedule == "cosine":
         return floor + (cfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
@@ -150,7 +155,7 @@ def paper_imagenet(_: str = "") -> dict:
     return dict(
         batch_size=256, lr=0.1, momentum=0.9, weight_decay=1e-4, schedule="step",
         milestones=(30 * steps_per_epoch, 60 * steps_per_epoch), epochs=90, max_steps=None,
-        augment="scale-crop-flip-lighting", normalize="per-pixel", precision="fp32",
+        normalize="per-channel", precision="fp32", image_size=224, eval_batch_size=100,
     )
 
 
@@ -159,7 +164,7 @@ def fast(_: str = "") -> dict:
     small CPU (docs/results.md has the measurements that chose it)."""
     return dict(
         epochs=15, max_steps=None, batch_size=128, lr=0.2, momentum=0.9, nesterov=True,
-        weight_decay=5e-4, schedule="onecycle", warmup_steps=400, final_lr_fraction=0.0,
+        weight_decay=5e-4, schedule="onecycle", warmup_fraction=0.06, final_lr_fraction=0.0,
         label_smoothing=0.1, augment="crop-flip", pad=4, normalize="per-channel",
         precision="auto", tta_flip=True,
     )

@@ -43,9 +43,17 @@ class Dataset:
         return tuple(self.train.images.shape[1:])
 
 
-def load_dataset(name: str, data_dir=None, *, download: bool = True, val_split: int = 0, seed: int = 0) -> Dataset:
-    """An in-memory dataset by name. val_split > 0 holds out that many training images as the
-    test split (the paper's 45k/5k split for choosing a schedule), chosen by `seed`."""
+def load_dataset(name: str, data_dir=None, *, download: bool = True, val_split: int = 0, seed: int = 0,
+                 image_size: int = 224):
+    """A dataset by name. val_split > 0 holds out that many training images as the test split
+    (the paper's 45k/5k split for choosing a schedule), chosen by `seed`. "imagefolder" reads
+    data_dir/train and data_dir/val with crops of image_size."""
+    if name == "imagefolder":
+        if data_dir is None:
+            raise ValueError("--data imagefolder needs --data-dir, a folder with train/ and val/ inside")
+        from .folder import FolderDataset
+
+        return FolderDataset(data_dir, crop=image_size)
     if name in ("fashion-mnist", "mnist"):
         from .idx import load_idx_dataset
 
@@ -55,7 +63,7 @@ def load_dataset(name: str, data_dir=None, *, download: bool = True, val_split: 
 
         train_x, train_y, test_x, test_y, classes = load_cifar(name, data_dir, download)
     else:
-        raise ValueError(f"unknown in-memory dataset {name!r}; expected one of {', '.join(DATASETS[:-1])}")
+        raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
     for labels, split in ((train_y, "train"), (test_y, "test")):
         if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
             raise ValueError(f"{name} {split} labels must be in [0, {len(classes) - 1}], found "

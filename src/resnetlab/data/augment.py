@@ -70,8 +70,12 @@ class Normalize:
         return cls(mean, std)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        mean, std = self.mean.to(images.device), self.std.to(images.device)
-        return (images.float() / 255 - mean) / std
+        """uint8 images -> normalised floats."""
+        return self.standardize(images.float() / 255)
+
+    def standardize(self, images: torch.Tensor) -> torch.Tensor:
+        """Float images in [0, 1] -> normalised floats."""
+        return (images - self.mean.to(images.device)) / self.std.to(images.device)
 
     def state_dict(self) -> dict:
         return {"mean": self.mean.clone(), "std": self.std.clone()}

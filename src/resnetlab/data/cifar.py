@@ -44,14 +44,19 @@ _ALLOWED = {
     ("numpy", "dtype"),
     ("numpy.core.multiarray", "scalar"),
     ("numpy._core.multiarray", "scalar"),
+    ("_codecs", "encode"),  # how Python 3 pickles the bytes of an array at protocol 2; turns str into bytes
 }
+
+
+class _Refused(pickle.UnpicklingError):
+    pass
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         if (module, name) in _ALLOWED:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refused to load {module}.{name}: only numpy arrays are allowed")
+        raise _Refused(f"refused to load {module}.{name}: only numpy arrays are allowed")
 
 
 def safe_unpickle(path: Path):
@@ -59,9 +64,9 @@ def safe_unpickle(path: Path):
     try:
         with open(path, "rb") as file:
             return _NumpyOnlyUnpickler(io.BytesIO(file.read()), encoding="bytes").load()
-    except pickle.UnpicklingError as error:
+    except _Refused as error:
         raise ValueError(f"{path}: {error}") from None
-    except (EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError) as error:
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError) as error:
         raise ValueError(f"corrupt or truncated CIFAR batch {path}: {error!r}") from None
 
 

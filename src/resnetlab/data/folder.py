@@ -1,0 +1,159 @@
+"""Image folders (`train/` and `val/`, one subfolder per class), read through torchvision.
+
+Every image is converted to RGB whatever its mode (grey, palette, RGBA, CMYK, 16-bit); a file
+that cannot be decoded is reported by name. Training uses the paper's augmentation (section
+3.4): shorter side resized to a random size in [256, 480] (scaled with the crop size), a random
+crop and flip, and PCA colour lighting (applied per batch). Testing: the centre crop of the
+image resized to 256, ten crops (4 corners, centre and their mirrors), or fully convolutional
+multi-scale testing.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import torch
+
+# ImageNet's per-channel statistics (pixels in [0, 1]): the paper subtracts the mean.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+MULTI_SCALES = (224, 256, 384, 480, 640)
+
+
+def load_rgb(path: str) -> "Image.Image":
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.mode == "RGBA" or (image.mode == "P" and "transparency" in image.info):
+                # Transparent pixels over white, as a viewer shows them.
+                image = image.convert("RGBA")
+                background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+                return Image.alpha_composite(background, image).convert("RGB")
+            if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+                image = image.point(lambda value: value / 256).convert("L")
+            return image.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+        raise ValueError(f"cannot read image {path}: {error}") from None
+
+
+class RandomShorterSide:
+    """Resize so that the shorter side is a random integer in [low, high] (scale augmentation)."""
+
+    def __init__(self, low: int, high: int):
+        self.low, self.high = low, high
+
+    def __call__(self, image):
+        from torchvision.transforms.functional import resize
+
+        return resize(image, random.randint(self.low, self.high))
+
+
+def transforms(crop: int, train: bool, ten_crop: bool = False):
+    """The transforms of one image: uint8 CHW tensors (ten-crop: a (10, C, H, W) stack)."""
+    from torchvision import transforms as T
+
+    resize = round(crop * 256 / 224)
+    if train:
+        steps = [RandomShorterSide(resize, round(crop * 480 / 224)), T.RandomCrop(crop), T.RandomHorizontalFlip()]
+        return T.Compose([*steps, T.PILToTensor()])
+    if ten_crop:
+        return T.Compose([T.Resize(resize), T.TenCrop(crop),
+                          T.Lambda(lambda crops: torch.stack([T.functional.pil_to_tensor(c) for c in crops]))])
+    return T.Compose([T.Resize(resize), T.CenterCrop(crop), T.PILToTensor()])
+
+
+def image_folder(root: str | Path, split: str, crop: int, train: bool, ten_crop: bool = False):
+    """torchvision's ImageFolder over root/split with resnetlab's loader and transforms."""
+    from torchvision.datasets import ImageFolder
+
+    folder = Path(root) / split
+    if not folder.is_dir():
+        raise FileNotFoundError(f"expected an image folder {folder} with one subfolder per class")
+    try:
+        return ImageFolder(str(folder), transform=transforms(crop, train, ten_crop), loader=load_rgb)
+    except FileNotFoundError as error:
+        raise ValueError(f"{folder}: {error}") from None
+
+
+def multi_scale_views(path: str, scales=MULTI_SCALES) -> list[torch.Tensor]:
+    """One image at each shorter-side scale, whole (fully convolutional testing, section 3.4)."""
+    from torchvision.transforms.functional import pil_to_tensor, resize
+
+    image = load_rgb(path)
+    return [pil_to_tensor(resize(image, scale)) for scale in scales]
+
+
+class FolderDataset:
+    """An image-folder dataset: root/train and root/val, crops of `crop` pixels."""
+
+    name = "imagefolder"
+
+    def __init__(self, root: str | Path, crop: int = 224):
+        self.root, self.crop = Path(root), crop
+        self.train = image_folder(root, "train", crop, train=True)
+        self.test = image_folder(root, "val", crop, train=False)
+        if self.train.classes != self.test.classes:
+            raise ValueError(f"{root}: train/ and val/ must have the same class folders, got "
+                             f"{self.train.classes} and {self.test.classes}")
+        self.classes = self.train.classes
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (3, self.crop, self.crop)
+
+
+class FolderLoader:
+    """Batches of an ImageFolder, decoded by DataLoader workers; the same global-batch and
+    per-rank-share semantics as InMemoryLoader, PCA lighting applied per batch."""
+
+    def __init__(self, dataset, batch_size: int, normalize, *, shuffle: bool, drop_last: bool, lighting: bool,
+                 seed: int = 0, channels_last: bool = False, device="cpu", rank: int = 0, world_size: int = 1,
+                 num_workers: int = 2):
+        if drop_last and batch_size > len(dataset):
+            raise ValueError(f"batch size {batch_size} is larger than the dataset ({len(dataset)} images)")
+        self.dataset, self.batch_size, self.normalize = dataset, batch_size, normalize
+        self.shuffle, self.drop_last, self.lighting, self.seed = shuffle, drop_last, lighting, seed
+        self.channels_last, self.device = channels_last, torch.device(device)
+        self.rank, self.world_size, self.num_workers = rank, world_size, num_workers
+
+    def __len__(self) -> int:
+        n = len(self.dataset)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def batches(self, epoch: int, start: int = 0):
+        from torch.utils.data import DataLoader
+
+        from . import _generator
+        from .augment import pca_lighting
+
+        n = len(self.dataset)
+        order = torch.randperm(n, generator=_generator(self.seed, 1, epoch)) if self.shuffle else torch.arange(n)
+        shares = []
+        for step in range(start, len(self)):
+            index = order[step * self.batch_size:(step + 1) * self.batch_size]
+            share = -(-len(index) // self.world_size)
+            shares.append(index[self.rank * share:(self.rank + 1) * share].tolist())
+        seed = self.seed
+
+        def init_worker(worker: int) -> None:
+            random.seed(hash((seed, epoch, start, worker)))
+            torch.manual_seed(hash((seed, epoch, start, worker)) & 0xFFFFFFFF)
+
+        loader = DataLoader(self.dataset, batch_sampler=shares, num_workers=self.num_workers,
+                            worker_init_fn=init_worker, persistent_workers=False)
+        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        for step, (images, labels) in enumerate(loader, start):
+            images = images.to(self.device).float() / 255
+            if self.lighting:
+                images = pca_lighting(images, _generator(self.seed, 2, epoch, step))
+            images = self.normalize.standardize(images)
+            if images.ndim == 4:  # (ten-crop batches are 5-D: evaluate averages over the views)
+                images = images.contiguous(memory_format=memory_format)
+            yield images, labels.to(self.device)

@@ -1,0 +1,109 @@
+"""What the CLI's eval, predict and export do with a trained checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .checkpoint import load_model
+from .data import load_dataset
+from .data.augment import Normalize
+from .engine import evaluate, make_loaders, resolve_device
+from .recipes import TrainConfig
+
+
+def evaluate_checkpoint(path, *, data: str | None = None, data_dir=None, ten_crop: bool = False,
+                        device: str = "cpu") -> dict:
+    """Evaluate a checkpoint on the test split it was trained against (or `data`), with the
+    run's own evaluation settings (batch size, precision, flip averaging), so that the
+    accuracy equals the one recorded in metrics.jsonl."""
+    device = resolve_device(device)
+    model, meta = load_model(path, device)
+    cfg = TrainConfig.from_dict(meta["config"])
+    data = data or cfg.data
+    dataset = load_dataset(data, data_dir or cfg.data_dir, val_split=cfg.val_split if data == cfg.data else 0,
+                           seed=cfg.seed, image_size=cfg.image_size)
+    if dataset.num_classes != meta["num_classes"]:
+        raise ValueError(f"{data} has {dataset.num_classes} classes, the checkpoint's model {meta['num_classes']}")
+    normalize = Normalize.from_state_dict(meta["normalize"])
+    view = "single view" + (", flip-averaged" if cfg.tta_flip else "")
+    if ten_crop:
+        from .data.folder import FolderDataset, image_folder
+
+        if not isinstance(dataset, FolderDataset):
+            raise ValueError("--ten-crop needs an image folder (--data imagefolder --data-dir DIR)")
+        dataset.test = image_folder(dataset.root, "val", dataset.crop, train=False, ten_crop=True)
+        view = "ten-crop"
+    channels_last = bool(cfg.channels_last)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    _, test_loader = make_loaders(cfg, dataset, normalize, device, channels_last)
+    precision = cfg.precision if cfg.precision != "auto" else "fp32"
+    result = evaluate(model, test_loader.batches(0), precision=precision, tta_flip=cfg.tta_flip and not ten_crop,
+                      device=device)
+    return {"checkpoint": str(path), "data": data, "split": "held-out" if cfg.val_split else "test",
+            "step": meta["step"], "images": result.count, "view": view, **result.as_dict()}
+
+
+def _image_batch(files, meta) -> torch.Tensor:
+    from torchvision.transforms import functional as TF
+
+    from .data.folder import load_rgb
+
+    channels, height, width = meta["image_size"]
+    images = []
+    for file in files:
+        image = load_rgb(str(file))
+        if channels == 1:
+            image = image.convert("L")
+        image = TF.resize(image, min(height, width))
+        image = TF.center_crop(image, [height, width])
+        images.append(TF.pil_to_tensor(image))
+    return torch.stack(images)
+
+
+@torch.no_grad()
+def predict_files(path, files, *, top_k: int = 3, device: str = "cpu") -> list[dict]:
+    """Top-k classes of each image file, resized and cropped to the training image size."""
+    device = resolve_device(device)
+    for file in files:
+        if not Path(file).is_file():
+            raise FileNotFoundError(f"image not found: {file}")
+    model, meta = load_model(path, device)
+    normalize = Normalize.from_state_dict(meta["normalize"])
+    images = normalize(_image_batch(files, meta).to(device))
+    probabilities = model(images).float().softmax(1)
+    top = probabilities.topk(min(top_k, probabilities.shape[1]), dim=1)
+    classes = meta["classes"]
+    return [
+        {"image": str(file), "top": [{"class": classes[i], "index": int(i), "probability": float(p)}
+                                     for p, i in zip(values.tolist(), indices.tolist())]}
+        for file, values, indices in zip(files, top.values, top.indices)
+    ]
+
+
+def export_checkpoint(path, fmt: str, out) -> Path:
+    """Write the checkpoint's model as safetensors (resnetlab layout), torchvision/timm weights
+    (.pth, or .safetensors by suffix) or ONNX (checked against torch with ONNX Runtime)."""
+    from .weights import export_state_dict
+
+    model, meta = load_model(path)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "onnx":
+        from .inference import export_onnx
+
+        export_onnx(model, out, input_size=tuple(meta["image_size"]), verify=True)
+        return out
+    layout = "resnetlab" if fmt == "safetensors" else fmt
+    state = {k: v.contiguous() for k, v in export_state_dict(model, layout).items()}
+    if fmt == "safetensors" or out.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(state, str(out), metadata={"model": meta["model"], "layout": layout,
+                                             "num_classes": str(meta["num_classes"]),
+                                             "in_chans": str(meta["in_chans"])})
+    else:
+        torch.save(state, out)
+    return out

@@ -1,0 +1,208 @@
+"""Datasets and batched augmentation: the real file formats (written here in their real layout),
+clear errors for broken files, and batches that are a pure function of (seed, epoch, step)."""
+
+import gzip
+import pickle
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from resnetlab.data import InMemoryLoader, Split, load_dataset
+from resnetlab.data.augment import Normalize, random_crop, random_flip
+from resnetlab.data.cifar import load_cifar
+from resnetlab.data.idx import FILES, read_idx
+
+
+def write_idx(path, array, gz=True):
+    header = struct.pack(">I", 0x0800 | array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    data = header + array.astype(np.uint8).tobytes()
+    (gzip.open if gz else open)(path, "wb").write(data)
+
+
+def make_mnist_like(folder, n_train=50, n_test=20, num_classes=10, seed=0):
+    rng = np.random.default_rng(seed)
+    arrays = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (n_train, 28, 28)),
+        "train-labels-idx1-ubyte": rng.integers(0, num_classes, n_train),
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, 28, 28)),
+        "t10k-labels-idx1-ubyte": rng.integers(0, num_classes, n_test),
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    for stem, array in arrays.items():
+        write_idx(folder / f"{stem}.gz", array)
+    return arrays
+
+
+def test_idx_files_from_data_dir(tmp_path):
+    arrays = make_mnist_like(tmp_path / "fm")
+    data = load_dataset("fashion-mnist", tmp_path / "fm", download=False)
+    assert data.train.images.shape == (50, 1, 28, 28) and data.train.images.dtype == torch.uint8
+    assert torch.equal(data.train.images[:, 0], torch.from_numpy(arrays["train-images-idx3-ubyte"].astype(np.uint8)))
+    assert torch.equal(data.test.labels, torch.from_numpy(arrays["t10k-labels-idx1-ubyte"]))
+    assert data.classes[0] == "T-shirt/top" and data.num_classes == 10
+
+
+def test_the_real_fashion_mnist_is_installed():
+    data = load_dataset("fashion-mnist", download=False)
+    assert data.train.images.shape == (60000, 1, 28, 28) and len(data.test) == 10000
+    assert torch.bincount(data.train.labels).tolist() == [6000] * 10
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("truncate", "truncated or corrupt IDX file"),
+    ("magic", "is not an IDX images file"),
+    ("gzip", "corrupt or truncated IDX file"),
+    ("header", "truncated IDX file"),
+])
+def test_broken_idx_files_are_named(tmp_path, damage, message):
+    make_mnist_like(tmp_path)
+    target = tmp_path / "train-images-idx3-ubyte.gz"
+    raw = gzip.decompress(target.read_bytes())
+    if damage == "truncate":
+        target.write_bytes(gzip.compress(raw[:-100]))
+    elif damage == "magic":
+        target.write_bytes(gzip.compress(struct.pack(">I", 0x0801) + raw[4:]))
+    elif damage == "gzip":
+        target.write_bytes(target.read_bytes()[:40])
+    else:
+        target.write_bytes(gzip.compress(raw[:6]))
+    with pytest.raises(ValueError, match=message) as error:
+        load_dataset("fashion-mnist", tmp_path, download=False)
+    assert "train-images-idx3-ubyte" in str(error.value)
+
+
+def test_idx_labels_out_of_range(tmp_path):
+    make_mnist_like(tmp_path)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.array([0, 3, 12] + [1] * 17))
+    with pytest.raises(ValueError, match=r"test labels must be in \[0, 9\], found 0..12"):
+        load_dataset("fashion-mnist", tmp_path, download=False)
+
+
+def test_idx_count_mismatch_and_missing_files(tmp_path):
+    make_mnist_like(tmp_path)
+    write_idx(tmp_path / "train-labels-idx1-ubyte.gz", np.zeros(49))
+    with pytest.raises(ValueError, match="50 images but 49 labels"):
+        load_dataset("fashion-mnist", tmp_path, download=False)
+    with pytest.raises(FileNotFoundError, match="expected train-images-idx3-ubyte.gz"):
+        load_dataset("mnist", tmp_path / "empty", download=False)
+    assert read_idx(tmp_path / "train-labels-idx1-ubyte.gz", expect_images=False).shape == (49,)
+    assert len(FILES) == 4
+
+
+def write_cifar(folder, n_per_batch=8, num_classes=10, seed=0, labels_key=b"labels"):
+    """CIFAR-10's python format: pickled dicts (bytes keys) of uint8 (N, 3072) rows."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"batch_label": name.encode(), b"labels": rng.integers(0, num_classes, n_per_batch).tolist(),
+                 b"data": rng.integers(0, 256, (n_per_batch, 3072), dtype=np.uint8),
+                 b"filenames": [f"{i}.png".encode() for i in range(n_per_batch)]}
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
+    meta = {b"label_names": [f"class{i}".encode() for i in range(num_classes)], b"num_vis": 3072}
+    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
+
+
+def test_cifar_reader_on_small_real_format_pickles(tmp_path):
+    write_cifar(tmp_path / "cifar-10-batches-py")
+    train_x, train_y, test_x, test_y, classes = load_cifar("cifar10", tmp_path)
+    assert train_x.shape == (40, 3, 32, 32) and test_x.shape == (8, 3, 32, 32)
+    assert classes[3] == "class3"
+    raw = pickle.loads((tmp_path / "cifar-10-batches-py" / "data_batch_2").read_bytes())
+    assert torch.equal(train_x[8:16].reshape(8, -1), torch.from_numpy(raw[b"data"]))
+    assert train_y[8:16].tolist() == raw[b"labels"]
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (exec, (f"open({str(self.marker)!r}, 'w').close()",))
+
+
+def test_cifar_pickle_with_code_is_refused_and_never_run(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    write_cifar(folder)
+    marker = tmp_path / "ran"
+    batch = pickle.loads((folder / "data_batch_1").read_bytes())
+    batch[b"extra"] = _Payload(marker)
+    (folder / "data_batch_1").write_bytes(pickle.dumps(batch, protocol=2))
+    with pytest.raises(ValueError, match=r"refused to load (builtins|__builtin__)\.exec"):
+        load_cifar("cifar10", tmp_path)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("truncate", "corrupt or truncated CIFAR batch"),
+    ("labels", r"labels must be in \[0, 9\]"),
+    ("shape", r"expected uint8 data of shape \(N, 3072\)"),
+])
+def test_broken_cifar_batches(tmp_path, damage, message):
+    folder = tmp_path / "cifar-10-batches-py"
+    write_cifar(folder)
+    target = folder / "test_batch"
+    if damage == "truncate":
+        target.write_bytes(target.read_bytes()[:500])
+    else:
+        batch = pickle.loads(target.read_bytes())
+        if damage == "labels":
+            batch[b"labels"][0] = 10
+        else:
+            batch[b"data"] = batch[b"data"][:, :100]
+        target.write_bytes(pickle.dumps(batch, protocol=2))
+    with pytest.raises(ValueError, match=message):
+        load_cifar("cifar10", tmp_path)
+
+
+def test_random_crop_matches_a_per_sample_loop():
+    images = torch.randint(0, 256, (16, 3, 8, 8), dtype=torch.uint8)
+    crops = random_crop(images, 4, torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(0)
+    dy = torch.randint(0, 9, (16, 1), generator=generator)
+    dx = torch.randint(0, 9, (16, 1), generator=generator)
+    padded = torch.nn.functional.pad(images, (4, 4, 4, 4))
+    for i in range(16):
+        y, x = dy[i, 0].item(), dx[i, 0].item()
+        assert torch.equal(crops[i], padded[i, :, y:y + 8, x:x + 8])
+    assert len({(a.item(), b.item()) for a, b in zip(dy, dx)}) > 1  # offsets differ per sample
+
+
+def test_random_flip_mirrors_about_half():
+    images = torch.arange(1000 * 4).view(1000, 1, 1, 4)
+    flipped = random_flip(images, torch.Generator().manual_seed(0))
+    mirrored = (flipped == images.flip(3)).all(dim=(1, 2, 3))
+    assert torch.equal(flipped[~mirrored], images[~mirrored])
+    assert 400 < mirrored.sum() < 600
+
+
+def test_normalize_statistics():
+    images = torch.randint(0, 256, (100, 2, 4, 4), dtype=torch.uint8)
+    per_channel = Normalize.fit(images, per_pixel=False)
+    x = per_channel(images)
+    assert torch.allclose(x.mean((0, 2, 3)), torch.zeros(2), atol=1e-5)
+    assert torch.allclose(x.std((0, 2, 3), unbiased=False), torch.ones(2), atol=1e-4)
+    per_pixel = Normalize.fit(images, per_pixel=True)
+    assert torch.allclose(per_pixel(images).mean(0), torch.zeros(2, 4, 4), atol=1e-5)
+
+
+def test_loader_is_a_function_of_seed_epoch_and_step_and_shares_split_the_global_batch():
+    split = Split(torch.randint(0, 256, (100, 1, 8, 8), dtype=torch.uint8), torch.arange(100) % 10)
+    normalize = Normalize.fit(split.images, per_pixel=False)
+
+    def loader(**kwargs):
+        return InMemoryLoader(split, 20, normalize, shuffle=True, drop_last=True, augment="crop-flip", seed=3, **kwargs)
+
+    full = list(loader().batches(epoch=2))
+    assert len(full) == 5
+    resumed = list(loader().batches(epoch=2, start=3))
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(full[3:], resumed))
+    halves = [list(loader(rank=r, world_size=2).batches(epoch=2)) for r in (0, 1)]
+    for step, (x, y) in enumerate(full):
+        assert torch.equal(torch.cat([halves[0][step][0], halves[1][step][0]]), x)
+        assert torch.equal(torch.cat([halves[0][step][1], halves[1][step][1]]), y)
+    other_epoch = list(loader().batches(epoch=3))
+    assert not torch.equal(other_epoch[0][1], full[0][1])
+    with pytest.raises(ValueError, match="larger than the dataset"):
+        InMemoryLoader(split, 101, normalize, shuffle=True, drop_last=True)

@@ -1,0 +1,129 @@
+"""The trainer through its library API: it learns, its schedule is the recipe's, its run folder
+is complete, evaluation reproduces the recorded accuracy, divergence stops the run."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from resnetlab.data import Dataset, Split, load_dataset
+from resnetlab.engine import TrainingDiverged, evaluate, fit
+from resnetlab.recipes import TrainConfig, lr_at, make_config
+
+
+@pytest.fixture(scope="module")
+def fashion_subset():
+    """2,000 training and 1,000 test images of the real Fashion-MNIST."""
+    full = load_dataset("fashion-mnist", download=False)
+    return Dataset("fashion-mnist", Split(full.train.images[:2000], full.train.labels[:2000]),
+                   Split(full.test.images[:1000], full.test.labels[:1000]), full.classes)
+
+
+def test_learns_on_a_small_subset(tmp_path, fashion_subset):
+    cfg = make_config("fast", model="resnet20", max_steps=100, batch_size=64, eval_batch_size=500, lr=0.05,
+                      out=str(tmp_path / "run"), log_every=40)
+    result = fit(cfg, dataset=fashion_subset, progress=False)
+    assert result.test_acc1 > 70.0  # chance is 10%
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    required = {"epoch", "step", "train_loss", "train_err", "test_loss", "test_acc1", "test_acc5", "lr",
+                "elapsed_s", "train_img_per_s"}
+    assert all(required <= set(row) for row in rows)
+    assert [row["step"] for row in rows] == [31, 62, 93, 100]  # each epoch end, and the last step
+    assert rows[-1]["train_err"] < rows[0]["train_err"]
+    assert {p.name for p in (tmp_path / "run").iterdir()} >= {"metrics.jsonl", "config.json", "last.pt", "best.pt",
+                                                              "curves.png"}
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["model"] == "resnet20" and config["resolved"]["versions"]["torch"] == torch.__version__
+    # best.pt holds the best test accuracy; evaluating it gives exactly the recorded number.
+    best = max(rows, key=lambda row: row["test_acc1"])
+    assert result.best_acc1 == best["test_acc1"]
+    checkpoint = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
+    assert checkpoint["step"] == best["step"]
+
+
+def test_paper_cifar_schedule_is_section_4_2():
+    cfg = make_config("paper-cifar", model="resnet56")
+    total = cfg.total_steps(390)
+    assert (cfg.batch_size, cfg.weight_decay, cfg.momentum, total) == (128, 1e-4, 0.9, 64000)
+    assert [lr_at(cfg, s, total) for s in (0, 31999, 32000, 47999, 48000, 63999)] == pytest.approx(
+        [0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+    deep = make_config("paper-cifar", model="resnet110")
+    assert lr_at(deep, 0, total) == lr_at(deep, 399, total) == 0.01 and lr_at(deep, 400, total) == 0.1
+    assert cfg.normalize == "per-pixel" and cfg.augment == "crop-flip" and cfg.pad == 4
+
+
+def test_onecycle_warms_up_then_decays_to_zero():
+    cfg = make_config("fast", max_steps=1000)
+    lrs = [lr_at(cfg, s, 1000) for s in range(1000)]
+    peak = lrs.index(max(lrs))
+    assert max(lrs) == cfg.lr and peak == round(cfg.warmup_fraction * 1000) - 1
+    assert all(a <= b for a, b in zip(lrs[:peak], lrs[1:peak + 1]))
+    assert all(a >= b for a, b in zip(lrs[peak:], lrs[peak + 1:])) and lrs[-1] < 0.01 * cfg.lr
+
+
+@pytest.mark.parametrize("setting, message", [
+    ({"lr": -0.1}, "lr must be a positive number"),
+    ({"batch_size": 0}, "batch_size must be >= 1"),
+    ({"precision": "fp8"}, "precision must be one of"),
+    ({"schedule": "linear"}, "schedule must be one of"),
+    ({"momentum": 1.0}, r"momentum must be in \[0, 1\)"),
+])
+def test_absurd_settings_are_named(setting, message):
+    with pytest.raises(ValueError, match=message):
+        make_config("fast", **setting).validate()
+    with pytest.raises(ValueError, match="unknown recipe"):
+        make_config("slow")
+
+
+def test_batch_larger_than_the_dataset(tmp_path, fashion_subset):
+    cfg = make_config("fast", batch_size=4096, max_steps=1, out=str(tmp_path / "run"))
+    with pytest.raises(ValueError, match="batch size 4096 is larger than the dataset"):
+        fit(cfg, dataset=fashion_subset, progress=False)
+
+
+def test_a_nan_loss_stops_the_run_with_its_step_and_keeps_the_good_checkpoint(tmp_path, fashion_subset):
+    images = fashion_subset.train.images.clone()
+    out = tmp_path / "run"
+    cfg = make_config("fast", max_steps=60, batch_size=64, out=str(out), save_every=10, log_every=5,
+                      precision="fp32", lr=1e-3)
+    # Train 20 good steps and keep their checkpoint; then a learning rate of 1e30 makes the
+    # weights overflow, and the run must stop without saving them.
+    fit(cfg, dataset=fashion_subset, progress=False, stop_after=20)
+    good = torch.load(out / "last.pt", weights_only=True)
+    assert good["step"] == 20
+    checkpoint = torch.load(out / "last.pt", weights_only=True)
+    checkpoint["config"]["lr"] = 1e30
+    checkpoint["config"]["warmup_fraction"] = 0.0
+    torch.save(checkpoint, out / "last.pt")
+    with pytest.raises(TrainingDiverged, match=r"NaN/inf at step (2[1-9]|[3-5]\d)"):
+        fit(cfg, dataset=fashion_subset, progress=False, resume=True)
+    kept = torch.load(out / "last.pt", weights_only=True)
+    assert kept["step"] == 20
+    assert all(torch.isfinite(v).all() for v in kept["model"].values() if v.is_floating_point())
+    assert torch.equal(images, fashion_subset.train.images)
+
+
+def test_existing_out_is_never_overwritten(tmp_path, fashion_subset):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="already holds a run; pass --resume"):
+        fit(make_config("fast", max_steps=1, out=str(out)), dataset=fashion_subset, progress=False)
+    assert (out / "notes.txt").read_text() == "mine"
+    with pytest.raises(ValueError, match="no checkpoint"):
+        fit(make_config("fast", max_steps=1, out=str(tmp_path / "new")), dataset=fashion_subset, progress=False,
+            resume=True)
+
+
+def test_evaluate_top1_top5_by_hand():
+    class Fixed(torch.nn.Module):
+        def forward(self, x):
+            return x.flatten(1)
+
+    logits = torch.tensor([[5.0, 4, 3, 2, 1, 0], [0, 1, 2, 3, 4, 5], [0, 9, 1, 2, 3, 4]])
+    labels = torch.tensor([0, 0, 2])
+    result = evaluate(Fixed(), [(logits.view(3, 6, 1, 1), labels)])
+    assert result.acc1 == pytest.approx(100 / 3) and result.acc5 == pytest.approx(200 / 3)
+    assert math.isclose(result.loss, torch.nn.functional.cross_entropy(logits, labels).item(), rel_tol=1e-6)
+    assert TrainConfig().model == "resnet20"

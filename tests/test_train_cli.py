@@ -1,0 +1,195 @@
+"""The trainer as users run it: real processes on the real Fashion-MNIST, killed with SIGKILL
+and resumed, then eval, predict and export on what they wrote."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from resnetlab.data import load_dataset
+
+TRAIN = ["train", "--max-steps", "24", "--save-every", "4", "--log-every", "4", "--batch-size", "64",
+         "--eval-batch-size", "2000", "--quiet"]
+
+
+def cli(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "resnetlab", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "whole"
+    result = cli(*TRAIN, "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert "test accuracy" in result.stdout
+    return out
+
+
+def step_of(path):
+    try:
+        return torch.load(path, weights_only=True)["step"]
+    except Exception:  # not written yet
+        return -1
+
+
+def test_sigkill_and_resume_give_bitwise_the_same_weights(tmp_path, finished_run):
+    out = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-m", "resnetlab", *TRAIN, "--out", str(out)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while step_of(out / "last.pt") < 8 and time.time() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL
+    killed_at = step_of(out / "last.pt")
+    assert 8 <= killed_at < 24
+    result = cli(*TRAIN, "--out", out, "--resume")
+    assert result.returncode == 0, result.stderr
+    whole = torch.load(finished_run / "last.pt", weights_only=True)
+    resumed = torch.load(out / "last.pt", weights_only=True)
+    assert resumed["step"] == whole["step"] == 24
+    for key, value in whole["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
+    for a, b in zip(whole["optimizer"]["state"].values(), resumed["optimizer"]["state"].values()):
+        assert torch.equal(a["momentum_buffer"], b["momentum_buffer"])
+
+    def science(path):  # every metric but the clock
+        rows = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()]
+        return [{k: v for k, v in row.items() if k not in ("elapsed_s", "train_img_per_s")} for row in rows]
+
+    assert science(out) == science(finished_run)
+
+
+def test_eval_reproduces_the_recorded_accuracy(finished_run):
+    recorded = json.loads((finished_run / "metrics.jsonl").read_text().splitlines()[-1])
+    result = cli("eval", "--checkpoint", finished_run / "last.pt", "--json")
+    assert result.returncode == 0, result.stderr
+    evaluated = json.loads(result.stdout)
+    assert evaluated["test_acc1"] == recorded["test_acc1"]
+    assert evaluated["test_acc5"] == recorded["test_acc5"]
+    assert evaluated["images"] == 10000
+
+
+def test_predict_on_image_files(tmp_path, finished_run):
+    from PIL import Image
+
+    from resnetlab.checkpoint import load_model
+    from resnetlab.data.augment import Normalize
+
+    test = load_dataset("fashion-mnist", download=False).test
+    files = []
+    for i in range(4):
+        files.append(tmp_path / f"item{i}.png")
+        Image.fromarray(test.images[i, 0].numpy()).save(files[-1])
+    result = cli("predict", "--checkpoint", finished_run / "best.pt", *files, "--json", "--top-k", "2")
+    assert result.returncode == 0, result.stderr
+    predictions = json.loads(result.stdout)
+    model, meta = load_model(finished_run / "best.pt")
+    with torch.no_grad():
+        expected = model(Normalize.from_state_dict(meta["normalize"])(test.images[:4])).argmax(1)
+    assert [p["top"][0]["index"] for p in predictions] == expected.tolist()
+    assert predictions[0]["top"][0]["class"] == meta["classes"][expected[0]]
+    assert all(len(p["top"]) == 2 for p in predictions)
+    missing = cli("predict", "--checkpoint", finished_run / "best.pt", tmp_path / "absent.png")
+    assert missing.returncode == 1 and "image not found" in missing.stderr
+
+
+@pytest.mark.parametrize("fmt, name", [("safetensors", "model.safetensors"), ("torchvision", "tv.pth"),
+                                       ("timm", "timm.safetensors"), ("onnx", "model.onnx")])
+def test_export_round_trips(tmp_path, finished_run, fmt, name):
+    import resnetlab
+    from resnetlab.checkpoint import load_model
+
+    target = tmp_path / name
+    result = cli("export", "--checkpoint", finished_run / "last.pt", "--format", fmt, "--out", target)
+    assert result.returncode == 0, result.stderr
+    model, meta = load_model(finished_run / "last.pt")
+    x = torch.randn(3, 1, 28, 28)
+    with torch.no_grad():
+        expected = model(x)
+    if fmt == "onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+        (got,) = session.run(None, {"images": x.numpy()})
+        got = torch.from_numpy(got)
+        assert ((got - expected).abs().max() / expected.abs().max()).item() < 1e-4
+    else:
+        again = resnetlab.create_model("resnet20", num_classes=10, in_chans=1, pretrained=target).eval()
+        with torch.no_grad():
+            assert torch.equal(again(x), expected)
+
+
+def test_out_folder_is_never_overwritten(finished_run):
+    before = (finished_run / "metrics.jsonl").read_text()
+    result = cli(*TRAIN, "--out", finished_run)
+    assert result.returncode != 0
+    assert "already holds a run" in result.stderr and "Traceback" not in result.stderr
+    assert (finished_run / "metrics.jsonl").read_text() == before
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--epochs", "2", "--max-steps", "3"], "not allowed with argument"),
+    (["train", "--model", "resnet21"], "unknown model 'resnet21'"),
+    (["train", "--lr", "-1"], "lr must be a positive number"),
+    (["train", "--data", "imagenet"], "unknown dataset 'imagenet'"),
+    (["eval"], "the following arguments are required: --checkpoint"),
+])
+def test_train_usage_errors(args, message):
+    result = cli(*args)
+    assert result.returncode == 2
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_one_epoch_of_resnet20_is_well_above_85_percent(tmp_path):
+    result = cli("train", "--epochs", "1", "--out", tmp_path / "epoch", "--quiet", timeout=600)
+    assert result.returncode == 0, result.stderr
+    row = json.loads((tmp_path / "epoch" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert row["epoch"] == 1 and row["test_acc1"] > 88.0
+
+
+def write_image_folder(root, size=40):
+    """Two classes (bright squares vs dark ones), images in every mode PIL has for photos."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    modes = ["RGB", "L", "P", "RGBA", "CMYK", "I;16"]
+    for split, count in (("train", 12), ("val", 6)):
+        for label, level in (("bright", 200), ("dark", 40)):
+            folder = root / split / label
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = np.clip(rng.normal(level, 20, (size, size + 3 * i, 3)), 0, 255).astype(np.uint8)
+                image = Image.fromarray(pixels)
+                mode = modes[i % len(modes)]
+                if mode == "I;16":
+                    image = Image.fromarray((pixels[..., 0].astype(np.uint16) * 256), mode="I;16")
+                else:
+                    image = image.convert(mode)
+                image.save(folder / f"{i}.{'jpg' if mode == 'CMYK' else 'png'}")
+
+
+def test_image_folder_training_and_ten_crop(tmp_path):
+    write_image_folder(tmp_path / "folder")
+    out = tmp_path / "run"
+    result = cli("train", "--data", "imagefolder", "--data-dir", tmp_path / "folder", "--image-size", "32",
+                 "--max-steps", "6", "--batch-size", "8", "--eval-batch-size", "4", "--out", out, "--quiet")
+    assert result.returncode == 0, result.stderr
+    single = json.loads(cli("eval", "--checkpoint", out / "last.pt", "--json").stdout)
+    ten = cli("eval", "--checkpoint", out / "last.pt", "--ten-crop", "--json")
+    assert ten.returncode == 0, ten.stderr
+    ten = json.loads(ten.stdout)
+    assert ten["images"] == single["images"] == 12 and ten["view"] == "ten-crop"
+    recorded = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert single["test_acc1"] == recorded["test_acc1"]
+    # An unreadable file is reported by name.
+    (tmp_path / "folder" / "val" / "dark" / "broken.png").write_bytes(b"not a png")
+    broken = cli("eval", "--checkpoint", out / "last.pt")
+    assert broken.returncode == 1 and "broken.png" in broken.stderr and "Traceback" not in broken.stderr
