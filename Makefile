@@ -7,9 +7,20 @@ BIN    := $(VENV)/bin
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 STAMP  := $(VENV)/.setup-done
 
-.PHONY: setup run test test-slow clean
+FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-setup: $(STAMP)
+.PHONY: setup data run test test-slow clean
+
+setup: $(STAMP) data
+
+# Fashion-MNIST from Debian's package where apt is there; elsewhere resnetlab downloads it
+# from the official mirror on first use.
+data:
+	@test -f $(FASHION_MNIST) || { \
+	  command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	  { apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
+	    { apt-get update -qq >/dev/null && apt-get install -y -qq dataset-fashion-mnist >/dev/null; }; } ; } || \
+	  echo "apt-get unavailable: Fashion-MNIST will be downloaded on first use"
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,7 +30,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 run: setup
-	$(BIN)/resnetlab summary resnet50
+	$(BIN)/resnetlab train
 
 test: setup
 	$(BIN)/python -m pytest -q -m "not slow"

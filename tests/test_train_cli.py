@@ -170,7 +170,7 @@ def write_image_folder(root, size=40):
                 image = Image.fromarray(pixels)
                 mode = modes[i % len(modes)]
                 if mode == "I;16":
-                    image = Image.fromarray((pixels[..., 0].astype(np.uint16) * 256), mode="I;16")
+                    image = Image.fromarray(pixels[..., 0].astype(np.uint16) * 256)
                 else:
                     image = image.convert(mode)
                 image.save(folder / f"{i}.{'jpg' if mode == 'CMYK' else 'png'}")

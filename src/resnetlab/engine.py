@@ -443,8 +443,6 @@ def fit(cfg: TrainConfig, *, resume: bool = False, dataset: Dataset | None = Non
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     train_loader, test_loader = make_loaders(cfg, dataset, normalize, device, cfg.channels_last)
-    if cfg.batch_size > len(dataset.train):
-        raise ValueError(f"batch size {cfg.batch_size} is larger than the training set ({len(dataset.train)} images)")
     optimizer = make_optimizer(model, cfg)
     state = TrainState()
     if checkpoint is not None:

@@ -86,6 +86,23 @@ def multi_scale_views(path: str, scales=MULTI_SCALES) -> list[torch.Tensor]:
     return [pil_to_tensor(resize(image, scale)) for scale in scales]
 
 
+def _unwrapped(loader):
+    """Iterate a DataLoader, re-raising a worker's ValueError/OSError with its own one-line
+    message (DataLoader wraps it in the worker's whole traceback)."""
+    iterator = iter(loader)
+    while True:
+        try:
+            yield next(iterator)
+        except StopIteration:
+            return
+        except (ValueError, OSError) as error:
+            prefix = f"{type(error).__name__}: "
+            lines = [line for line in str(error).splitlines() if line.startswith(prefix)]
+            if not lines:
+                raise
+            raise type(error)(lines[-1][len(prefix):]) from None
+
+
 class FolderDataset:
     """An image-folder dataset: root/train and root/val, crops of `crop` pixels."""
 
@@ -149,7 +166,7 @@ class FolderLoader:
         loader = DataLoader(self.dataset, batch_sampler=shares, num_workers=self.num_workers,
                             worker_init_fn=init_worker, persistent_workers=False)
         memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
-        for step, (images, labels) in enumerate(loader, start):
+        for step, (images, labels) in enumerate(_unwrapped(loader), start):
             images = images.to(self.device).float() / 255
             if self.lighting:
                 images = pca_lighting(images, _generator(self.seed, 2, epoch, step))
