@@ -189,6 +189,8 @@ def test_image_folder_training_and_ten_crop(tmp_path):
     assert ten["images"] == single["images"] == 12 and ten["view"] == "ten-crop"
     recorded = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
     assert single["test_acc1"] == recorded["test_acc1"]
+    scales = json.loads(cli("eval", "--checkpoint", out / "last.pt", "--multi-scale", "--json").stdout)
+    assert scales["images"] == 12 and scales["view"] == "multi-scale"
     # An unreadable file is reported by name.
     (tmp_path / "folder" / "val" / "dark" / "broken.png").write_bytes(b"not a png")
     broken = cli("eval", "--checkpoint", out / "last.pt")

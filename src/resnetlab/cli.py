@@ -159,7 +159,7 @@ def cmd_eval(args) -> None:
     from .evaluation import evaluate_checkpoint
 
     result = evaluate_checkpoint(args.checkpoint, data=args.data, data_dir=args.data_dir, ten_crop=args.ten_crop,
-                                 device=args.device)
+                                 multi_scale=args.multi_scale, device=args.device)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -220,7 +220,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--checkpoint", required=True, metavar="FILE")
     evaluate.add_argument("--data", metavar="NAME", help="another dataset than the one it was trained on")
     evaluate.add_argument("--data-dir", metavar="DIR")
-    evaluate.add_argument("--ten-crop", action="store_true", help="10-crop testing (image folders, section 3.4)")
+    views = evaluate.add_mutually_exclusive_group()
+    views.add_argument("--ten-crop", action="store_true", help="10-crop testing (image folders, section 3.4)")
+    views.add_argument("--multi-scale", action="store_true",
+                       help="fully convolutional multi-scale testing (image folders, section 3.4)")
     evaluate.add_argument("--device", default="cpu", metavar="cpu|cuda")
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(run=cmd_eval)

@@ -9,12 +9,12 @@ import torch
 from .checkpoint import load_model
 from .data import load_dataset
 from .data.augment import Normalize
-from .engine import evaluate, make_loaders, resolve_device
+from .engine import EvalResult, evaluate, make_loaders, resolve_device
 from .recipes import TrainConfig
 
 
 def evaluate_checkpoint(path, *, data: str | None = None, data_dir=None, ten_crop: bool = False,
-                        device: str = "cpu") -> dict:
+                        multi_scale: bool = False, device: str = "cpu") -> dict:
     """Evaluate a checkpoint on the test split it was trained against (or `data`), with the
     run's own evaluation settings (batch size, precision, flip averaging), so that the
     accuracy equals the one recorded in metrics.jsonl."""
@@ -28,11 +28,15 @@ def evaluate_checkpoint(path, *, data: str | None = None, data_dir=None, ten_cro
         raise ValueError(f"{data} has {dataset.num_classes} classes, the checkpoint's model {meta['num_classes']}")
     normalize = Normalize.from_state_dict(meta["normalize"])
     view = "single view" + (", flip-averaged" if cfg.tta_flip else "")
-    if ten_crop:
-        from .data.folder import FolderDataset, image_folder
+    from .data.folder import FolderDataset, image_folder
 
-        if not isinstance(dataset, FolderDataset):
-            raise ValueError("--ten-crop needs an image folder (--data imagefolder --data-dir DIR)")
+    if (ten_crop or multi_scale) and not isinstance(dataset, FolderDataset):
+        raise ValueError("--ten-crop and --multi-scale need an image folder (--data imagefolder --data-dir DIR)")
+    if multi_scale:
+        result = evaluate_multi_scale(model, dataset, normalize, device=device)
+        return {"checkpoint": str(path), "data": data, "split": "test", "step": meta["step"],
+                "images": result.count, "view": "multi-scale", **result.as_dict()}
+    if ten_crop:
         dataset.test = image_folder(dataset.root, "val", dataset.crop, train=False, ten_crop=True)
         view = "ten-crop"
     channels_last = bool(cfg.channels_last)
@@ -44,6 +48,33 @@ def evaluate_checkpoint(path, *, data: str | None = None, data_dir=None, ten_cro
                       device=device)
     return {"checkpoint": str(path), "data": data, "split": "held-out" if cfg.val_split else "test",
             "step": meta["step"], "images": result.count, "view": view, **result.as_dict()}
+
+
+@torch.no_grad()
+def evaluate_multi_scale(model, dataset, normalize, *, device, scales=None) -> EvalResult:
+    """Fully convolutional multi-scale testing (section 3.4): each whole image with its shorter
+    side at every scale (224, 256, 384, 480, 640 for 224 crops; proportional otherwise) and its
+    mirror; the logits of all views averaged."""
+    from .data.folder import MULTI_SCALES, multi_scale_views
+
+    scales = scales or [round(s * dataset.crop / 224) for s in MULTI_SCALES]
+
+    def views():
+        for path, label in dataset.test.samples:
+            logits = []
+            for view in multi_scale_views(path, scales):
+                x = normalize(view.unsqueeze(0).to(device))
+                logits += [model(x), model(x.flip(3))]
+            yield torch.stack(logits).mean(0).view(1, 1, 1, -1), torch.tensor([label], device=device)
+
+    return evaluate(_Identity(), views(), device=device)
+
+
+class _Identity(torch.nn.Module):
+    """Hands precomputed logits (N, 1, 1, K) to evaluate's bookkeeping."""
+
+    def forward(self, x):
+        return x.flatten(1)
 
 
 def _image_batch(files, meta) -> torch.Tensor:
