@@ -21,11 +21,20 @@ from .weights import read_weights_file
 
 def atomic_save(obj, path: str | Path) -> None:
     """torch.save to `path` atomically: temporary file, fsync, rename, fsync of the folder."""
+    _atomic_write(path, lambda file: torch.save(obj, file))
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write a text file atomically, like atomic_save."""
+    _atomic_write(path, lambda file: file.write(text.encode()))
+
+
+def _atomic_write(path: str | Path, write) -> None:
     path = Path(path)
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(descriptor, "wb") as file:
-            torch.save(obj, file)
+            write(file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import dist
-from .checkpoint import atomic_save, load_checkpoint, rng_state, set_rng_state
+from .checkpoint import atomic_save, atomic_write_text, load_checkpoint, rng_state, set_rng_state
 from .data import Dataset, InMemoryLoader, load_dataset
 from .data.augment import Normalize
 from .data.folder import IMAGENET_MEAN, IMAGENET_STD, FolderDataset, FolderLoader
@@ -81,6 +81,35 @@ class EvalResult:
         return {f"{prefix}loss": self.loss, f"{prefix}acc1": self.acc1, f"{prefix}acc5": self.acc5}
 
 
+class Scores:
+    """Running loss, top-1 and top-5 counts of logits against labels, summed over processes
+    at the end."""
+
+    def __init__(self, device: torch.device | str = "cpu"):
+        self.device = torch.device(device)
+        self.loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        self.correct1 = torch.zeros((), dtype=torch.int64, device=self.device)
+        self.correct5 = torch.zeros((), dtype=torch.int64, device=self.device)
+        self.count = 0
+
+    def add(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        logits = logits.float()
+        self.loss_sum += F.cross_entropy(logits, labels, reduction="sum").double()
+        top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+        hits = top.eq(labels.view(-1, 1))
+        self.correct1 += hits[:, 0].sum()
+        self.correct5 += hits.any(dim=1).sum()
+        self.count += len(labels)
+
+    def result(self) -> EvalResult:
+        count = torch.tensor(float(self.count), dtype=torch.float64, device=self.device)
+        totals = dist.all_reduce_sum(torch.stack([self.loss_sum, self.correct1.double(), self.correct5.double(), count]))
+        loss, c1, c5, n = totals.tolist()
+        if n == 0:
+            raise ValueError("evaluate: the loader gave no images")
+        return EvalResult(loss / n, 100.0 * c1 / n, 100.0 * c5 / n, int(n))
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, *, precision: str = "fp32", tta_flip: bool = False,
              device: torch.device | str = "cpu") -> EvalResult:
@@ -90,10 +119,7 @@ def evaluate(model: nn.Module, loader, *, precision: str = "fp32", tta_flip: boo
     device = torch.device(device)
     was_training = model.training
     model.eval()
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    correct1 = torch.zeros((), dtype=torch.int64, device=device)
-    correct5 = torch.zeros((), dtype=torch.int64, device=device)
-    count = 0
+    scores = Scores(device)
     try:
         for images, labels in loader:
             views = 1
@@ -106,21 +132,10 @@ def evaluate(model: nn.Module, loader, *, precision: str = "fp32", tta_flip: boo
                     logits = (logits + model(images.flip(3))) / 2
             if views > 1:
                 logits = logits.view(-1, views, logits.shape[-1]).mean(1)
-            logits = logits.float()
-            loss_sum += F.cross_entropy(logits, labels, reduction="sum").double()
-            top = logits.topk(min(5, logits.shape[1]), dim=1).indices
-            hits = top.eq(labels.view(-1, 1))
-            correct1 += hits[:, 0].sum()
-            correct5 += hits.any(dim=1).sum()
-            count += len(labels)
+            scores.add(logits, labels)
     finally:
         model.train(was_training)
-    totals = dist.all_reduce_sum(torch.stack([loss_sum, correct1.double(), correct5.double(),
-                                              torch.tensor(float(count), dtype=torch.float64, device=device)]))
-    loss, c1, c5, n = totals.tolist()
-    if n == 0:
-        raise ValueError("evaluate: the loader gave no images")
-    return EvalResult(loss / n, 100.0 * c1 / n, 100.0 * c5 / n, int(n))
+    return scores.result()
 
 
 # --- Progress --------------------------------------------------------------------------------------
@@ -302,10 +317,7 @@ class RunFolder:
 
     def write_config(self, config: dict) -> None:
         if self.enabled:
-            text = json.dumps(config, indent=2, sort_keys=True) + "\n"
-            tmp = self.file("config.json.tmp")
-            tmp.write_text(text)
-            tmp.replace(self.file("config.json"))
+            atomic_write_text(self.file("config.json"), json.dumps(config, indent=2, sort_keys=True) + "\n")
 
     def read_metrics(self) -> list[dict]:
         if not self.enabled or not self.file("metrics.jsonl").is_file():
@@ -323,9 +335,7 @@ class RunFolder:
         if not self.enabled:
             return
         rows = [row for row in self.read_metrics() if row["step"] <= step]
-        tmp = self.file("metrics.jsonl.tmp")
-        tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
-        tmp.replace(self.file("metrics.jsonl"))
+        atomic_write_text(self.file("metrics.jsonl"), "".join(json.dumps(row) + "\n" for row in rows))
 
     def log(self, row: dict) -> None:
         if not self.enabled:
@@ -415,8 +425,6 @@ def fit(cfg: TrainConfig, *, resume: bool = False, dataset: Dataset | None = Non
     """
     cfg.validate()
     device = resolve_device(cfg.device)
-    if device.type == "cuda":
-        torch.cuda.set_device(dist.local_rank() if dist.world_size() > 1 else torch.cuda.current_device())
     run = RunFolder(cfg.out, enabled=dist.is_main())
     checkpoint = None
     if dist.is_main():

@@ -9,7 +9,7 @@ import torch
 from .checkpoint import load_model
 from .data import load_dataset
 from .data.augment import Normalize
-from .engine import EvalResult, evaluate, make_loaders, resolve_device
+from .engine import EvalResult, Scores, evaluate, make_loaders, resolve_device
 from .recipes import TrainConfig
 
 
@@ -59,22 +59,14 @@ def evaluate_multi_scale(model, dataset, normalize, *, device, scales=None) -> E
 
     scales = scales or [round(s * dataset.crop / 224) for s in MULTI_SCALES]
 
-    def views():
-        for path, label in dataset.test.samples:
-            logits = []
-            for view in multi_scale_views(path, scales):
-                x = normalize(view.unsqueeze(0).to(device))
-                logits += [model(x), model(x.flip(3))]
-            yield torch.stack(logits).mean(0).view(1, 1, 1, -1), torch.tensor([label], device=device)
-
-    return evaluate(_Identity(), views(), device=device)
-
-
-class _Identity(torch.nn.Module):
-    """Hands precomputed logits (N, 1, 1, K) to evaluate's bookkeeping."""
-
-    def forward(self, x):
-        return x.flatten(1)
+    scores = Scores(device)
+    for path, label in dataset.test.samples:
+        logits = []
+        for view in multi_scale_views(path, scales):
+            x = normalize(view.unsqueeze(0).to(device))
+            logits += [model(x), model(x.flip(3))]
+        scores.add(torch.stack(logits).mean(0), torch.tensor([label], device=device))
+    return scores.result()
 
 
 def _image_batch(files, meta) -> torch.Tensor:

@@ -87,10 +87,40 @@ def _generator(*words: int) -> torch.Generator:
 _ORDER, _AUGMENT = 1, 2  # stream tags
 
 
-class InMemoryLoader:
+class GlobalBatches:
+    """What every loader shares: each epoch's order of the whole dataset (a function of seed and
+    epoch), cut into global batches, of which this process takes its contiguous share."""
+
+    def __init__(self, size: int, batch_size: int, *, shuffle: bool, drop_last: bool, seed: int,
+                 rank: int, world_size: int):
+        if batch_size < 1:
+            raise ValueError(f"batch size must be >= 1, got {batch_size}")
+        if drop_last and batch_size > size:
+            raise ValueError(f"batch size {batch_size} is larger than the dataset ({size} images)")
+        self.size, self.batch_size, self.shuffle, self.drop_last, self.seed = size, batch_size, shuffle, drop_last, seed
+        self.rank, self.world_size = rank, world_size
+
+    def __len__(self) -> int:
+        return self.size // self.batch_size if self.drop_last else -(-self.size // self.batch_size)
+
+    def order(self, epoch: int) -> torch.Tensor:
+        if not self.shuffle:
+            return torch.arange(self.size)
+        return torch.randperm(self.size, generator=_generator(self.seed, _ORDER, epoch))
+
+    def global_batch(self, order: torch.Tensor, step: int) -> torch.Tensor:
+        return order[step * self.batch_size:(step + 1) * self.batch_size]
+
+    def share(self, batch: torch.Tensor) -> torch.Tensor:
+        """This process's contiguous part of a global batch (images, labels or indices)."""
+        size = -(-len(batch) // self.world_size)
+        return batch[self.rank * size:(self.rank + 1) * size]
+
+
+class InMemoryLoader(GlobalBatches):
     """Batches of one split as normalised float tensors.
 
-    augment: "crop-flip" (pad `pad`, random crop, random flip), "crop" or "none".
+    augment: "crop-flip" (pad `pad`, random crop, random flip), "crop", "flip" or "none".
     rank/world_size: this process's contiguous share of each global batch.
     """
 
@@ -99,42 +129,27 @@ class InMemoryLoader:
                  channels_last: bool = False, device="cpu", rank: int = 0, world_size: int = 1):
         if augment not in ("crop-flip", "crop", "flip", "none"):
             raise ValueError(f"augment must be crop-flip, crop, flip or none, got {augment!r}")
-        if batch_size < 1:
-            raise ValueError(f"batch size must be >= 1, got {batch_size}")
-        if drop_last and batch_size > len(split):
-            raise ValueError(f"batch size {batch_size} is larger than the dataset ({len(split)} images)")
+        super().__init__(len(split), batch_size, shuffle=shuffle, drop_last=drop_last, seed=seed,
+                         rank=rank, world_size=world_size)
         if batch_size % world_size:
             raise ValueError(f"global batch {batch_size} must divide evenly over {world_size} processes")
-        self.split, self.batch_size, self.normalize = split, batch_size, normalize
-        self.shuffle, self.drop_last, self.augment, self.pad, self.seed = shuffle, drop_last, augment, pad, seed
+        self.split, self.normalize, self.augment, self.pad = split, normalize, augment, pad
         self.channels_last, self.device = channels_last, torch.device(device)
-        self.rank, self.world_size = rank, world_size
-
-    def __len__(self) -> int:
-        n = len(self.split)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-    def order(self, epoch: int) -> torch.Tensor:
-        if not self.shuffle:
-            return torch.arange(len(self.split))
-        return torch.randperm(len(self.split), generator=_generator(self.seed, _ORDER, epoch))
 
     def batches(self, epoch: int, start: int = 0):
         """Yield (images, labels) for steps start.. of `epoch`, this rank's share."""
         order = self.order(epoch)
         for step in range(start, len(self)):
-            index = order[step * self.batch_size:(step + 1) * self.batch_size]
+            index = self.global_batch(order, step)
             images = self.split.images[index]
-            if self.augment != "none":
+            if self.augment != "none":  # drawn for the global batch: the same for any world size
                 generator = _generator(self.seed, _AUGMENT, epoch, step)
                 if "crop" in self.augment:
                     images = random_crop(images, self.pad, generator)
                 if "flip" in self.augment:
                     images = random_flip(images, generator)
-            share = -(-len(index) // self.world_size)
-            images = images[self.rank * share:(self.rank + 1) * share]
-            labels = self.split.labels[index][self.rank * share:(self.rank + 1) * share]
-            yield self._to_model(images), labels.to(self.device, non_blocking=True)
+            labels = self.split.labels[index]
+            yield self._to_model(self.share(images)), self.share(labels).to(self.device, non_blocking=True)
 
     def _to_model(self, images: torch.Tensor) -> torch.Tensor:
         memory_format = torch.channels_last if self.channels_last else torch.contiguous_format

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import torch
 
+from . import _AUGMENT, GlobalBatches, _generator
+
 # ImageNet's per-channel statistics (pixels in [0, 1]): the paper subtracts the mean.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -126,37 +128,25 @@ class FolderDataset:
         return (3, self.crop, self.crop)
 
 
-class FolderLoader:
+class FolderLoader(GlobalBatches):
     """Batches of an ImageFolder, decoded by DataLoader workers; the same global-batch and
     per-rank-share semantics as InMemoryLoader, PCA lighting applied per batch."""
 
     def __init__(self, dataset, batch_size: int, normalize, *, shuffle: bool, drop_last: bool, lighting: bool,
                  seed: int = 0, channels_last: bool = False, device="cpu", rank: int = 0, world_size: int = 1,
                  num_workers: int = 2):
-        if drop_last and batch_size > len(dataset):
-            raise ValueError(f"batch size {batch_size} is larger than the dataset ({len(dataset)} images)")
-        self.dataset, self.batch_size, self.normalize = dataset, batch_size, normalize
-        self.shuffle, self.drop_last, self.lighting, self.seed = shuffle, drop_last, lighting, seed
-        self.channels_last, self.device = channels_last, torch.device(device)
-        self.rank, self.world_size, self.num_workers = rank, world_size, num_workers
-
-    def __len__(self) -> int:
-        n = len(self.dataset)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        super().__init__(len(dataset), batch_size, shuffle=shuffle, drop_last=drop_last, seed=seed,
+                         rank=rank, world_size=world_size)
+        self.dataset, self.normalize, self.lighting = dataset, normalize, lighting
+        self.channels_last, self.device, self.num_workers = channels_last, torch.device(device), num_workers
 
     def batches(self, epoch: int, start: int = 0):
         from torch.utils.data import DataLoader
 
-        from . import _generator
         from .augment import pca_lighting
 
-        n = len(self.dataset)
-        order = torch.randperm(n, generator=_generator(self.seed, 1, epoch)) if self.shuffle else torch.arange(n)
-        shares = []
-        for step in range(start, len(self)):
-            index = order[step * self.batch_size:(step + 1) * self.batch_size]
-            share = -(-len(index) // self.world_size)
-            shares.append(index[self.rank * share:(self.rank + 1) * share].tolist())
+        order = self.order(epoch)
+        shares = [self.share(self.global_batch(order, step)).tolist() for step in range(start, len(self))]
         seed = self.seed
 
         def init_worker(worker: int) -> None:
@@ -169,7 +159,7 @@ class FolderLoader:
         for step, (images, labels) in enumerate(_unwrapped(loader), start):
             images = images.to(self.device).float() / 255
             if self.lighting:
-                images = pca_lighting(images, _generator(self.seed, 2, epoch, step))
+                images = pca_lighting(images, _generator(self.seed, _AUGMENT, epoch, step))
             images = self.normalize.standardize(images)
             if images.ndim == 4:  # (ten-crop batches are 5-D: evaluate averages over the views)
                 images = images.contiguous(memory_format=memory_format)
