@@ -93,8 +93,14 @@ def test_predict_on_image_files(tmp_path, finished_run):
     predictions = json.loads(result.stdout)
     model, meta = load_model(finished_run / "best.pt")
     with torch.no_grad():
-        expected = model(Normalize.from_state_dict(meta["normalize"])(test.images[:4])).argmax(1)
+        probabilities = model(Normalize.from_state_dict(meta["normalize"])(test.images[:4])).softmax(1)
+    expected = probabilities.argmax(1)
+    # predict runs the BN-folded channels_last network: the eager model's probabilities
+    got = torch.tensor([p["top"][0]["probability"] for p in predictions])
+    assert torch.allclose(got, probabilities.max(1).values, atol=1e-5)
     assert [p["top"][0]["index"] for p in predictions] == expected.tolist()
+    bf16 = cli("predict", "--checkpoint", finished_run / "best.pt", *files, "--json", "--precision", "bf16")
+    assert [p["top"][0]["index"] for p in json.loads(bf16.stdout)] == expected.tolist()
     assert predictions[0]["top"][0]["class"] == meta["classes"][expected[0]]
     assert all(len(p["top"]) == 2 for p in predictions)
     missing = cli("predict", "--checkpoint", finished_run / "best.pt", tmp_path / "absent.png")

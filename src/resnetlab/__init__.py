@@ -1,6 +1,7 @@
 """resnetlab: the networks of He et al. 2015, "Deep Residual Learning for Image Recognition",
 weight-compatible with torchvision and timm."""
 
+from .inference import export_onnx, optimize_for_inference
 from .model import BasicBlock, Bottleneck, ResNet, ResNetConfig
 from .summary import Summary, summary
 from .weights import export_state_dict, load_pretrained
@@ -15,9 +16,11 @@ __all__ = [
     "ResNetConfig",
     "Summary",
     "create_model",
+    "export_onnx",
     "export_state_dict",
     "get_config",
     "list_models",
     "load_pretrained",
+    "optimize_for_inference",
     "summary",
 ]

@@ -170,7 +170,8 @@ def cmd_eval(args) -> None:
 def cmd_predict(args) -> None:
     from .evaluation import predict_files
 
-    predictions = predict_files(args.checkpoint, args.images, top_k=args.top_k, device=args.device)
+    predictions = predict_files(args.checkpoint, args.images, top_k=args.top_k, device=args.device,
+                                  precision=args.precision)
     if args.json:
         print(json.dumps(predictions, indent=2))
         return
@@ -233,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("images", nargs="+", metavar="IMAGE")
     predict.add_argument("--top-k", type=_positive_int, default=3, metavar="K")
     predict.add_argument("--device", default="cpu", metavar="cpu|cuda")
+    predict.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                         help="fp32: the training logits; bf16: faster where the machine has native bf16")
     predict.add_argument("--json", action="store_true")
     predict.set_defaults(run=cmd_predict)
 

@@ -87,16 +87,20 @@ def _image_batch(files, meta) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict_files(path, files, *, top_k: int = 3, device: str = "cpu") -> list[dict]:
-    """Top-k classes of each image file, resized and cropped to the training image size."""
+def predict_files(path, files, *, top_k: int = 3, device: str = "cpu", precision: str = "fp32") -> list[dict]:
+    """Top-k classes of each image file, resized and cropped to the training image size, by
+    the checkpoint's network optimized for inference (BN folded, channels_last, `precision`)."""
+    from .inference import optimize_for_inference
+
     device = resolve_device(device)
     for file in files:
         if not Path(file).is_file():
             raise FileNotFoundError(f"image not found: {file}")
     model, meta = load_model(path, device)
+    model = optimize_for_inference(model, dtype=precision)
     normalize = Normalize.from_state_dict(meta["normalize"])
     images = normalize(_image_batch(files, meta).to(device))
-    probabilities = model(images).float().softmax(1)
+    probabilities = model(images).softmax(1)
     top = probabilities.topk(min(top_k, probabilities.shape[1]), dim=1)
     classes = meta["classes"]
     return [

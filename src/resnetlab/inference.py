@@ -1,11 +1,99 @@
-"""Deployment: ONNX export, checked with ONNX Runtime against torch."""
+"""Deployment: a model optimized for inference, and ONNX export checked with ONNX Runtime."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from .model import ResNet
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def fold_batchnorm(model: ResNet) -> ResNet:
+    """Fold every eval-mode BatchNorm into the conv before it, in place: conv(x) * gamma / sigma
+    + (beta - mu * gamma / sigma) is one conv with a bias, so inference runs one op instead of two.
+
+    Every conv-BN pair of the network is named convX/bnX (bn1 follows conv1, the shortcut's bn
+    follows its conv); the folded BN becomes an Identity, so forward() is unchanged."""
+    if model.training:
+        raise ValueError("fold_batchnorm needs an eval-mode model: training-mode BN uses batch statistics")
+    for module in model.modules():
+        for name, child in list(module.named_children()):
+            if isinstance(child, nn.BatchNorm2d):
+                conv_name = "conv" + name.removeprefix("bn")
+                conv = getattr(module, conv_name, None)
+                if not isinstance(conv, nn.Conv2d):
+                    raise ValueError(f"{name} of {type(module).__name__} has no conv {conv_name} to fold into")
+                setattr(module, conv_name, fuse_conv_bn_eval(conv, child))
+                setattr(module, name, nn.Identity())
+    return model
+
+
+class InferenceModel(nn.Module):
+    """An inference-only view of a ResNet: takes fp32 (or any float) images in any layout and
+    returns fp32 logits, while the network inside runs in `dtype` and `memory_format`.
+
+    Input is checked against the original network (shape, channels, size) before any cast, so
+    bad input gets the same error as from the eager model."""
+
+    def __init__(self, model: ResNet, network: nn.Module, dtype: torch.dtype, memory_format: torch.memory_format):
+        super().__init__()
+        self.model = model  # the converted network: its config, check_input, weights
+        self.network = network  # what runs: `model` itself or its compiled form
+        self.dtype = dtype
+        self.memory_format = memory_format
+        self.num_classes = model.num_classes
+        self.eval()
+
+    @property
+    def cfg(self):
+        return self.model.cfg
+
+    @torch.inference_mode()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.model.check_input(x)
+        x = x.to(dtype=self.dtype, memory_format=self.memory_format)
+        return self.network(x).float()
+
+    def train(self, mode: bool = True) -> "InferenceModel":
+        if mode:
+            raise RuntimeError("an InferenceModel cannot be trained (its BN is folded); optimize a copy after training")
+        return super().train(False)
+
+
+def optimize_for_inference(model: ResNet, *, dtype: torch.dtype | str = torch.float32, channels_last: bool = True,
+                           fold_bn: bool = True, compile: bool = False) -> InferenceModel:
+    """A copy of `model` for inference (the original is untouched): BN folded into the convs,
+    weights in `dtype` and channels_last, optionally compiled. fp32 gives the same logits as the
+    eager model (to ~1e-5 relative); bf16 the same top-1 up to near-ties.
+
+    bf16 converts the weights rather than using autocast: measured faster here (ResNet-50,
+    batch 1: 46 vs 32 img/s; batch 16: 67 vs 65) as no weight is cast again on every call.
+    compile uses inductor with freezing on the CPU (weights become constants, so oneDNN can
+    pre-pack them): ResNet-50 fp32 batch 16, 23.5 -> 31.5 img/s; see docs/benchmarks.md."""
+    if not isinstance(model, ResNet):
+        raise TypeError(f"expected a resnetlab ResNet, got {type(model).__name__}")
+    if isinstance(dtype, str):
+        if dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
+        dtype = DTYPES[dtype]
+    if dtype not in DTYPES.values():
+        raise ValueError(f"expected dtype float32, bfloat16 or float16, got {dtype}")
+    model = copy.deepcopy(model).eval()
+    if fold_bn:
+        fold_batchnorm(model)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(dtype=dtype, memory_format=memory_format).requires_grad_(False)
+    network = model
+    if compile:
+        device = next(model.parameters()).device
+        network = torch.compile(model, options={"freezing": True} if device.type == "cpu" else None)
+    return InferenceModel(model, network, dtype, memory_format)
 
 
 def export_onnx(model: nn.Module, path: str | Path, *, input_size=(3, 224, 224), verify: bool = True,

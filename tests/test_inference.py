@@ -1,0 +1,89 @@
+"""optimize_for_inference and ONNX export: every ImageNet-family network gives the eager fp32
+logits with folded BN, channels_last, torch.compile and ONNX Runtime; bf16 gives the same top-1."""
+
+import pytest
+import torch
+
+import resnetlab
+from resnetlab.inference import InferenceModel, export_onnx, fold_batchnorm, optimize_for_inference
+
+from conftest import calibrate_batchnorm, randomize_batchnorm, relative_error
+
+IMAGENET_FAMILY = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "plain18", "plain34"]
+
+
+def trained_like(name: str, x: torch.Tensor) -> torch.nn.Module:
+    """A network with non-trivial BN statistics and affine parameters (as after training), so
+    that a wrongly folded BN shows in the logits."""
+    model = resnetlab.create_model(name, num_classes=10)
+    return randomize_batchnorm(calibrate_batchnorm(model, x)).eval()
+
+
+@pytest.fixture(scope="module")
+def images():
+    return torch.randn(6, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("name", IMAGENET_FAMILY)
+def test_every_optimization_gives_the_eager_logits(name, images, tmp_path):
+    model = trained_like(name, images)
+    with torch.no_grad():
+        expected = model(images)
+    for options in [dict(fold_bn=True, channels_last=False), dict(fold_bn=False, channels_last=True),
+                    dict(), dict(compile=True)]:
+        optimized = optimize_for_inference(model, **options)
+        assert relative_error(optimized(images), expected) < 1e-4, options
+    onnx_path = export_onnx(optimized.model, tmp_path / "model.onnx", input_size=(3, 64, 64), verify=False)
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    (logits,) = session.run(["logits"], {"images": images.numpy()})
+    assert relative_error(torch.from_numpy(logits), expected) < 1e-4
+
+    bf16 = optimize_for_inference(model, dtype=torch.bfloat16)
+    got = bf16(images)
+    assert got.dtype == torch.float32
+    assert torch.equal(got.argmax(1), expected.argmax(1))
+    assert relative_error(got, expected) < 0.05  # bf16 keeps 8 bits of mantissa: ~1% is expected
+
+
+def test_the_original_model_is_left_untouched(images):
+    model = trained_like("resnet18", images)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    optimized = optimize_for_inference(model, dtype="bf16")
+    assert isinstance(optimized, InferenceModel) and not optimized.training
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in optimized.modules())
+    assert optimized.model.conv1.weight.dtype == torch.bfloat16
+    assert optimized.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_folding_needs_eval_mode_and_a_conv_before_every_bn():
+    model = resnetlab.create_model("resnet18")
+    with pytest.raises(ValueError, match="eval-mode"):
+        fold_batchnorm(model)
+    model.eval().conv2_x[0].conv1 = torch.nn.Identity()
+    with pytest.raises(ValueError, match="no conv conv1"):
+        fold_batchnorm(model)
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(dtype=torch.int8), ValueError, "float32, bfloat16 or float16"),
+    (dict(dtype="half-ish"), ValueError, "expected one of fp32, bf16, fp16"),
+])
+def test_bad_options_are_named(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        optimize_for_inference(resnetlab.create_model("resnet18"), **kwargs)
+
+
+def test_bad_input_gets_the_eager_models_error(images):
+    optimized = optimize_for_inference(resnetlab.create_model("resnet18"), dtype="bf16")
+    with pytest.raises(TypeError, match="floating-point"):
+        optimized((images * 255).to(torch.uint8))
+    with pytest.raises(ValueError, match="3 input channels"):
+        optimized(images[:, :1])
+    with pytest.raises(TypeError, match="resnetlab ResNet"):
+        optimize_for_inference(torch.nn.Linear(2, 2))
+    with pytest.raises(RuntimeError, match="cannot be trained"):
+        optimized.train()
