@@ -62,6 +62,7 @@ def wrap(model: nn.Module, device: torch.device) -> nn.Module:
 
 def no_sync(model: nn.Module, enabled: bool):
     """Skip DDP's gradient all-reduce (for all but the last micro-batch of accumulation)."""
+    model = getattr(model, "_orig_mod", model)  # under torch.compile
     if enabled and isinstance(model, nn.parallel.DistributedDataParallel):
         return model.no_sync()
     return contextlib.nullcontext()

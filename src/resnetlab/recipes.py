@@ -52,6 +52,7 @@ class TrainConfig:
     # the machine
     precision: str = "fp32"
     channels_last: bool | None = None  # None: decided by the device (see engine.pick_channels_last)
+    compile: bool | None = None  # torch.compile the training forward; None: decided by the run (engine.pick_compile)
     device: str = "cpu"
     sync_bn: bool = False
     seed: int = 0

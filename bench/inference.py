@@ -1,0 +1,157 @@
+"""Inference throughput of ResNet-18/50 at 224x224: timm, torchvision and resnetlab, eager and
+optimized, against the machine's measured matmul peak; and whether the optimized models agree.
+
+Usage: python bench/inference.py [--models resnet18,resnet50] [--batches 1,16] [--device cpu]
+                                 [--rounds 5] [--seconds 1] [--data-dir DIR] [--checkpoint FILE]
+Every row of a table is measured in the same run, taking turns (bench/common.py). The agreement
+check uses one set of weights in all three libraries (timm's initialisation, with BN statistics
+calibrated on real images so that the logits are those of a working network) and 256
+Fashion-MNIST test images scaled to 224x224. Untrained weights leave many near-ties between
+the top two classes, which bf16 rounding may swap; --checkpoint (e.g. runs/main-job/best.pt)
+adds the agreement of a trained network over its whole test set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+import resnetlab
+from common import interleaved_rates, machine, markdown, matmul_peak
+
+torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32 on every device
+torch.backends.cudnn.allow_tf32 = False
+
+
+def fixed_images(data_dir, count: int, device) -> torch.Tensor:
+    """`count` real images: Fashion-MNIST test images, scaled to 224x224, as 3 channels."""
+    from resnetlab.data import load_dataset
+
+    images = load_dataset("fashion-mnist", data_dir).test.images[:count].float() / 255
+    images = F.interpolate(images, size=224, mode="bilinear", align_corners=False).expand(-1, 3, -1, -1)
+    return ((images - 0.5) / 0.25).contiguous().to(device)
+
+
+def calibrated(model: torch.nn.Module, images: torch.Tensor) -> torch.nn.Module:
+    """Running BN statistics from `images`, as training would leave them."""
+    for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        bn.reset_running_stats()
+        bn.momentum = None
+    with torch.no_grad():
+        model.train()(images)
+    return model.eval()
+
+
+def networks(name: str, images: torch.Tensor, device) -> dict[str, torch.nn.Module]:
+    import timm
+    import torchvision
+
+    torch.manual_seed(0)
+    reference = calibrated(timm.create_model(name).to(device), images[:64])
+    tv = getattr(torchvision.models, name)().to(device).eval()
+    tv.load_state_dict(reference.state_dict())
+    ours = resnetlab.create_model(name, pretrained=reference.state_dict()).to(device).eval()
+    return {"timm": reference, "torchvision": tv, "resnetlab": ours}
+
+
+def agreement(nets: dict, images: torch.Tensor) -> list[list]:
+    """Relative logit error against timm (fp32) and top-1 agreement with it."""
+    rows = []
+    with torch.inference_mode():
+        expected = torch.cat([nets["timm"](chunk) for chunk in images.split(32)])
+        for label, dtype in [("resnetlab optimized fp32", "fp32"), ("resnetlab optimized bf16", "bf16")]:
+            model = resnetlab.optimize_for_inference(nets["resnetlab"], dtype=dtype)
+            got = torch.cat([model(chunk) for chunk in images.split(32)])
+            error = ((got - expected).abs().max() / expected.abs().max()).item()
+            agree = (got.argmax(1) == expected.argmax(1)).float().mean().item()
+            rows.append([label, f"{error:.1e}", f"{100 * agree:.1f}%"])
+    return rows
+
+
+def trained_agreement(path, device) -> list[list]:
+    """fp32 vs bf16 (both optimized) over the whole test set of a trained checkpoint."""
+    from resnetlab.checkpoint import load_model
+    from resnetlab.data import load_dataset
+    from resnetlab.data.augment import Normalize
+
+    model, meta = load_model(path, device)
+    test = load_dataset(meta["data"]).test
+    normalize = Normalize.from_state_dict(meta["normalize"])
+    predictions = {}
+    for dtype in ("fp32", "bf16"):
+        optimized = resnetlab.optimize_for_inference(model, dtype=dtype)
+        predictions[dtype] = torch.cat([optimized(normalize(chunk.to(device))).argmax(1).cpu()
+                                        for chunk in test.images.split(1000)])
+    accuracy = {k: 100 * (v == test.labels).float().mean().item() for k, v in predictions.items()}
+    agree = 100 * (predictions["fp32"] == predictions["bf16"]).float().mean().item()
+    return [[f"{meta['model']} ({path}), {len(test)} test images, one view", f"{accuracy['fp32']:.2f}%",
+             f"{accuracy['bf16']:.2f}%", f"{agree:.2f}%"]]
+
+
+def onnx_runner(model, batch: int, directory: Path):
+    import onnxruntime
+
+    path = resnetlab.export_onnx(model, directory / "model.onnx", verify=False)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    x = torch.randn(batch, 3, 224, 224).numpy()
+    return lambda: session.run(["logits"], {"images": x})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="resnet18,resnet50")
+    parser.add_argument("--batches", default="1,16")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=1.0)
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--checkpoint", default=None, help="a trained checkpoint for the bf16 agreement check")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    print(f"# Inference, 224x224 ({machine(device)})\n")
+    peak = {"fp32": matmul_peak(torch.float32, device), "bf16": matmul_peak(torch.bfloat16, device)}
+    print(f"matmul peak (4096x4096): fp32 {peak['fp32'] / 1e9:,.0f} GFLOP/s, bf16 {peak['bf16'] / 1e9:,.0f} GFLOP/s\n")
+    if args.checkpoint:
+        print(markdown(["trained network", "top-1 fp32", "top-1 bf16", "top-1 agreement"],
+                       trained_agreement(args.checkpoint, device)) + "\n")
+    images = fixed_images(args.data_dir, 256, device)
+    optimize = resnetlab.optimize_for_inference
+    for name in args.models.split(","):
+        nets = networks(name, images, device)
+        flops = 2 * resnetlab.summary(nets["resnetlab"], input_size=(3, 224, 224)).macs
+        print(f"## {name} ({flops / 1e9:.2f} GFLOP per image)\n")
+        print(markdown(["resnetlab optimized vs timm fp32, 256 real images", "max relative logit error",
+                        "top-1 agreement"], agreement(nets, images)) + "\n")
+        for batch in map(int, args.batches.split(",")):
+            x = torch.randn(batch, 3, 224, 224, device=device)
+            variants = {
+                "timm eager (fp32, NCHW)": ("fp32", nets["timm"]),
+                "torchvision eager": ("fp32", nets["torchvision"]),
+                "resnetlab eager": ("fp32", nets["resnetlab"]),
+                "resnetlab optimized fp32": ("fp32", optimize(nets["resnetlab"])),
+                "resnetlab optimized fp32, compiled": ("fp32", optimize(nets["resnetlab"], compile=True)),
+                "resnetlab optimized bf16": ("bf16", optimize(nets["resnetlab"], dtype="bf16")),
+                "resnetlab optimized bf16, compiled": ("bf16", optimize(nets["resnetlab"], dtype="bf16", compile=True)),
+            }
+            runners = {label: (lambda model=model: model(x), batch) for label, (_, model) in variants.items()}
+            with tempfile.TemporaryDirectory() as directory, torch.inference_mode():
+                if device.type == "cpu":  # ONNX Runtime's CUDA provider is not part of the onnx extra
+                    variants["ONNX Runtime (fp32)"] = ("fp32", None)
+                    runners["ONNX Runtime (fp32)"] = (onnx_runner(nets["resnetlab"], batch, Path(directory)), batch)
+                rates = interleaved_rates(runners, device, rounds=args.rounds, seconds=args.seconds)
+            base = rates["timm eager (fp32, NCHW)"]
+            rows = [[label, f"{rate:,.1f}", f"{rate / base:.2f}x", f"{rate * flops / 1e9:,.0f}",
+                     f"{100 * rate * flops / peak[variants[label][0]]:.0f}% ({variants[label][0]})"]
+                    for label, rate in rates.items()]
+            print(f"batch {batch}:\n")
+            print(markdown(["network", "img/s", "vs timm", "GFLOP/s", "share of matmul peak"], rows) + "\n", flush=True)
+
+
+if __name__ == "__main__":
+    main()
