@@ -14,6 +14,8 @@ from resnetlab.data.augment import Normalize, random_crop, random_flip
 from resnetlab.data.cifar import load_cifar
 from resnetlab.data.idx import FILES, read_idx
 
+from conftest import write_cifar
+
 
 def write_idx(path, array, gz=True):
     header = struct.pack(">I", 0x0800 | array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
@@ -89,19 +91,6 @@ def test_idx_count_mismatch_and_missing_files(tmp_path):
         load_dataset("mnist", tmp_path / "empty", download=False)
     assert read_idx(tmp_path / "train-labels-idx1-ubyte.gz", expect_images=False).shape == (49,)
     assert len(FILES) == 4
-
-
-def write_cifar(folder, n_per_batch=8, num_classes=10, seed=0, labels_key=b"labels"):
-    """CIFAR-10's python format: pickled dicts (bytes keys) of uint8 (N, 3072) rows."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        batch = {b"batch_label": name.encode(), b"labels": rng.integers(0, num_classes, n_per_batch).tolist(),
-                 b"data": rng.integers(0, 256, (n_per_batch, 3072), dtype=np.uint8),
-                 b"filenames": [f"{i}.png".encode() for i in range(n_per_batch)]}
-        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
-    meta = {b"label_names": [f"class{i}".encode() for i in range(num_classes)], b"num_vis": 3072}
-    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
 
 
 def test_cifar_reader_on_small_real_format_pickles(tmp_path):

@@ -127,3 +127,32 @@ def test_evaluate_top1_top5_by_hand():
     assert result.acc1 == pytest.approx(100 / 3) and result.acc5 == pytest.approx(200 / 3)
     assert math.isclose(result.loss, torch.nn.functional.cross_entropy(logits, labels).item(), rel_tol=1e-6)
     assert TrainConfig().model == "resnet20"
+
+
+def test_compiled_training_follows_the_eager_run(tmp_path, fashion_subset):
+    runs = {}
+    for compile_ in (False, True):
+        cfg = make_config("fast", model="resnet20", max_steps=12, batch_size=64, precision="fp32", compile=compile_,
+                          eval_batch_size=500, out=str(tmp_path / f"compile-{compile_}"))
+        fit(cfg, dataset=fashion_subset, progress=False)
+        checkpoint = torch.load(tmp_path / f"compile-{compile_}" / "last.pt", weights_only=True)
+        assert checkpoint["config"]["compile"] is compile_
+        runs[compile_] = checkpoint["model"]
+    # fused kernels round differently; 12 SGD steps keep the two runs within a small distance
+    for name, eager in runs[False].items():
+        if eager.is_floating_point():
+            assert (runs[True][name] - eager).abs().max() <= 1e-3 * eager.abs().max() + 1e-5, name
+
+
+def test_compile_is_chosen_for_long_runs_where_inductor_can_build(monkeypatch):
+    from resnetlab import engine
+
+    cpu = torch.device("cpu")
+    cfg = TrainConfig()
+    monkeypatch.setattr(engine, "compiler_available", lambda device: True)
+    assert engine.pick_compile(cfg, cpu, engine.COMPILE_MIN_STEPS)
+    assert not engine.pick_compile(cfg, cpu, engine.COMPILE_MIN_STEPS - 1)
+    monkeypatch.setattr(engine, "compiler_available", lambda device: False)
+    assert not engine.pick_compile(cfg, cpu, 10**6)
+    assert engine.pick_compile(TrainConfig(compile=True), cpu, 1)
+    assert not engine.pick_compile(TrainConfig(compile=False), cpu, 10**6)

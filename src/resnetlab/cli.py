@@ -89,7 +89,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         flag = "--" + f.name.replace("_", "-")
         kind = str(f.type)
         if f.name == "precision":
-            parser.add_argument(flag, choices=["auto", "fp32", "bf16"], help="auto: bf16 where the device computes it natively")
+            parser.add_argument(flag, choices=["auto", "fp32", "bf16", "fp64"],
+                                help="auto: bf16 where the device computes it natively; fp64 for numerical checks")
         elif f.name == "device":
             parser.add_argument(flag, metavar="cpu|cuda", help="where to train (default cpu)")
         elif f.name == "milestones":
@@ -118,7 +119,10 @@ def cmd_train(args) -> None:
         values["epochs"] = args.epochs
     if args.max_steps is not None:
         values["max_steps"] = args.max_steps
-    values["out"] = args.out or _default_out(values.get("model", TrainConfig.model), values.get("data", TrainConfig.data))
+    dist.init(values.get("device", TrainConfig.device))
+    # every process must agree on the default folder (its name has the time in it)
+    values["out"] = args.out or dist.broadcast_from_main(
+        _default_out(values.get("model", TrainConfig.model), values.get("data", TrainConfig.data)))
     try:
         cfg = make_config(args.recipe, **values)
         if args.epochs is not None:
@@ -127,12 +131,13 @@ def cmd_train(args) -> None:
         _check_choices(cfg)
     except ValueError as error:
         raise UsageError(str(error)) from None
-    dist.init(cfg.device)
+    main_process = dist.is_main()
     try:
-        result = fit(cfg, resume=args.resume, progress=not args.quiet)
+        with dist.stop_on_sigterm():
+            result = fit(cfg, resume=args.resume, progress=not args.quiet)
     finally:
         dist.shutdown()
-    if dist.is_main():
+    if main_process:
         print(f"test accuracy {result.test_acc1:.2f}% (best {result.best_acc1:.2f}%) after {result.steps} steps; "
               f"run folder {result.out}")
 
@@ -187,6 +192,18 @@ def cmd_export(args) -> None:
     print(f"wrote {path}")
 
 
+def cmd_reproduce(args) -> None:
+    from pathlib import Path
+
+    from .reproduce import Settings, reproduce
+
+    out = Path(args.out or f"runs/reproduce-{args.experiment}{'-quick' if args.quick else ''}")
+    settings = Settings(out=out, data_dir=args.data_dir, device=args.device, epochs=args.epochs, seeds=args.seeds,
+                        jobs=args.jobs, quick=args.quick)
+    print(reproduce(args.experiment, settings, docs=args.docs))
+    print(f"report: {out / 'report.md'}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="resnetlab", description="Paper-faithful ResNets (He et al. 2015): models, summaries, training.")
     parser.add_argument("--version", action="version", version=f"resnetlab {_version()}")
@@ -238,6 +255,20 @@ def build_parser() -> argparse.ArgumentParser:
                          help="fp32: the training logits; bf16: faster where the machine has native bf16")
     predict.add_argument("--json", action="store_true")
     predict.set_defaults(run=cmd_predict)
+
+    reproduce = commands.add_parser("reproduce", help="reproduce a finding of the paper (tables and figures)")
+    reproduce.add_argument("experiment", choices=["degradation", "shortcuts", "bottleneck", "cifar10"])
+    reproduce.add_argument("--out", metavar="DIR",
+                           help="folder for the runs and the report (default runs/reproduce-EXPERIMENT); "
+                                "finished runs in it are reused, an interrupted one resumes")
+    reproduce.add_argument("--data-dir", metavar="DIR", help="where the dataset is (cifar10: the python batches)")
+    reproduce.add_argument("--device", default="cpu", metavar="cpu|cuda")
+    reproduce.add_argument("--epochs", type=_positive_int, metavar="N", help="epochs per run (default: the experiment's)")
+    reproduce.add_argument("--seeds", type=_positive_int, metavar="N", help="seeds per network (default: the experiment's)")
+    reproduce.add_argument("--jobs", type=_positive_int, default=1, metavar="N", help="training runs at once (processes)")
+    reproduce.add_argument("--quick", action="store_true", help="a few steps on a data subset: checks the pipeline only")
+    reproduce.add_argument("--docs", metavar="FILE", help="also write the report as a section of FILE (docs/results.md)")
+    reproduce.set_defaults(run=cmd_reproduce)
 
     export = commands.add_parser("export", help="write a checkpoint's model as ONNX, safetensors or another library's weights")
     export.add_argument("--checkpoint", required=True, metavar="FILE")

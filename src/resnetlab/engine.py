@@ -61,6 +61,11 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
+def to_precision(images: torch.Tensor, precision: str) -> torch.Tensor:
+    """Images as the network's weights expect them: float64 for fp64 (weights too), else as they are."""
+    return images.double() if precision == "fp64" else images
+
+
 def autocast(device: torch.device, precision: str):
     """bf16 autocast (weights and their gradients stay fp32), or nothing for fp32."""
     if precision == "bf16":
@@ -127,6 +132,7 @@ def evaluate(model: nn.Module, loader, *, precision: str = "fp32", tta_flip: boo
             if images.ndim == 5:  # several views of each image (ten-crop): average their logits
                 views = images.shape[1]
                 images = images.flatten(0, 1)
+            images = to_precision(images, precision)
             with autocast(device, precision):
                 logits = model(images)
                 if tta_flip:
@@ -233,7 +239,7 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, images: torch
     for index, (x, y) in enumerate(micro_batches):
         sync = index == len(micro_batches) - 1
         with dist.no_sync(model, enabled=not sync), autocast(device, precision):
-            logits = model(x)
+            logits = model(to_precision(x, precision))
             loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
         (loss * (len(y) / len(labels))).backward()
         state.loss_sum += loss.detach().double() * len(y)
@@ -386,7 +392,7 @@ def build_model(cfg: TrainConfig, dataset: Dataset, device: torch.device) -> nn.
         raise ValueError(f"{cfg.model} needs images of at least {minimum}x{minimum}; {cfg.data} has "
                          f"{height}x{width}: use a CIFAR-family model (resnet20 .. resnet110)")
     if cfg.sync_bn and dist.world_size() > 1:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = dist.convert_sync_batchnorm(model, device)
     return model.to(device)
 
 
@@ -475,6 +481,8 @@ def fit(cfg: TrainConfig, *, resume: bool = False, dataset: Dataset | None = Non
     model = build_model(cfg, dataset, device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if precision == "fp64":
+        model = model.double()
     train_loader, test_loader = make_loaders(cfg, dataset, normalize, device, cfg.channels_last)
     optimizer = make_optimizer(model, cfg)
     state = TrainState()

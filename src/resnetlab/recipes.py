@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 
 SCHEDULES = ("step", "onecycle", "cosine")
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp64")  # fp64: for numerical checks (tests), slow
 
 
 @dataclass

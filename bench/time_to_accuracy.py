@@ -1,0 +1,58 @@
+"""Time to 93% and 94% Fashion-MNIST test accuracy of the main job (`resnetlab train`).
+
+Usage: python bench/time_to_accuracy.py [RUN_FOLDER ...] [-- TRAIN FLAGS]
+With no run folder, runs the main job first (`resnetlab train --out runs/time-to-accuracy-TIME`,
+about 10 minutes on 2 cores) and reports it together with the wall time of the whole process.
+The times are the run's own clock at each evaluation (metrics.jsonl `elapsed_s`: set-up,
+training, evaluation and checkpoints included; process start-up and imports not).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import markdown
+
+TARGETS = (93.0, 94.0, 95.0)
+
+
+def first_reaching(rows: list[dict], target: float) -> str:
+    for row in rows:
+        if row["test_acc1"] >= target:
+            return f"{row['elapsed_s']:.0f} s (epoch {row['epoch']})"
+    return "not reached"
+
+
+def report(folder: Path, wall_s: float | None = None) -> list:
+    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    config = json.loads((folder / "config.json").read_text())
+    resolved = config["resolved"]
+    setting = (f"{config['model']}, {config['recipe']}, {resolved['precision']}"
+               f"{', channels_last' if resolved['channels_last'] else ''}"
+               f"{', compiled' if resolved.get('compile') else ''}, {config['device']}")
+    final = rows[-1]
+    return [str(folder), setting, *(first_reaching(rows, t) for t in TARGETS),
+            f"{final['test_acc1']:.2f}% at {final['elapsed_s']:.0f} s",
+            f"{wall_s:.0f} s" if wall_s is not None else "-"]
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    extra = args[args.index("--") + 1:] if "--" in args else []
+    folders = [Path(a) for a in (args[:args.index("--")] if "--" in args else args)]
+    results = []
+    if not folders:
+        folder = Path("runs") / time.strftime("time-to-accuracy-%Y%m%d-%H%M%S")
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "resnetlab", "train", "--out", str(folder), *extra], check=True)
+        results.append(report(folder, time.perf_counter() - start))
+    results += [report(folder) for folder in folders]
+    print(markdown(["run", "setting", *(f"to {t:.0f}%" for t in TARGETS), "final", "whole process"], results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,323 @@
+"""`resnetlab reproduce`: the paper's findings, re-measured on the data at hand.
+
+  degradation  plain-20/56 vs ResNet-20/56 (Figure 6, Table 6): plain nets get worse with depth,
+               ResNets do not. Trained with one recipe, over several seeds.
+  shortcuts    ResNet-20/32 with shortcut options A, B and C (section 3.3, Table 3).
+  bottleneck   ResNet-50 v1 (stride on the first 1x1) vs v1.5 (stride on the 3x3): cost and speed.
+  cifar10      the exact paper-cifar recipe for ResNet-20..110 on CIFAR-10 (Table 6).
+
+Every training run is an ordinary run folder under OUT/runs/; a reproduction that is stopped
+resumes its unfinished run and skips the finished ones when started again with the same OUT.
+The report (tables, figure, the command) is OUT/report.md, and optionally a section of docs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from multiprocessing import get_context
+from pathlib import Path
+
+import torch
+
+from .engine import RunFolder, fit
+from .measure import markdown
+from .recipes import TrainConfig, make_config
+
+EXPERIMENTS = ("degradation", "shortcuts", "bottleneck", "cifar10")
+
+# Table 6 (CIFAR-10 test error %) and Table 3 (ImageNet top-1 error %, 10-crop), PAPER.md.
+TABLE6 = {"resnet20": 8.75, "resnet32": 7.51, "resnet44": 7.17, "resnet56": 6.97, "resnet110": 6.43}
+AKAMASTER = {"resnet20": 8.27, "resnet32": 7.37, "resnet44": 6.90, "resnet56": 6.61, "resnet110": 6.32}
+TABLE3 = {"A": 25.03, "B": 24.52, "C": 24.19}
+
+
+@dataclass
+class Settings:
+    out: Path
+    data: str = "fashion-mnist"
+    data_dir: str | None = None
+    device: str = "cpu"
+    epochs: int | None = None  # None: the experiment's default
+    seeds: int | None = None
+    jobs: int = 1  # training runs at once (separate processes; useful on a GPU)
+    quick: bool = False  # a few steps on a small subset: checks the pipeline, not the science
+
+
+@dataclass
+class Run:
+    name: str  # folder under OUT/runs
+    cfg: TrainConfig
+
+
+# --- Training runs ---------------------------------------------------------------------------------
+
+
+def scaled_paper_recipe(settings: Settings, model: str, seed: int, epochs: int, **overrides) -> TrainConfig:
+    """Section 4.2's recipe (SGD 0.9, lr 0.1 divided by 10 at 50% and 75% of the run, weight
+    decay 1e-4, batch 128, pad-4 crop and flip, per-pixel mean) on a schedule of `epochs`.
+    Precision and compile follow the machine ("auto"), as for any run."""
+    steps_per_epoch = _train_size(settings) // 128
+    total = epochs * steps_per_epoch
+    return make_config("paper-cifar", model=model, data=settings.data, data_dir=settings.data_dir, seed=seed,
+                       max_steps=total, milestones=(total // 2, total * 3 // 4), precision="auto",
+                       eval_every=max(steps_per_epoch // 2, 1), device=settings.device, log_every=100,
+                       **overrides)
+
+
+def _train_size(settings: Settings) -> int:
+    if settings.quick:
+        return QUICK_TRAIN
+    return {"fashion-mnist": 60000, "cifar10": 50000}.get(settings.data, 50000)
+
+
+QUICK_TRAIN, QUICK_TEST = 512, 256
+
+
+def _quick(cfg: TrainConfig) -> TrainConfig:
+    return replace(cfg, max_steps=4, batch_size=32, eval_every=2, eval_batch_size=128, milestones=(2, 3),
+                   compile=False, warmup_steps=min(cfg.warmup_steps, 1))
+
+
+def _dataset(cfg: TrainConfig, quick: bool):
+    from .data import Dataset, Split, load_dataset
+
+    dataset = load_dataset(cfg.data, cfg.data_dir, val_split=cfg.val_split, seed=cfg.seed)
+    if quick:
+        dataset = Dataset(dataset.name, Split(dataset.train.images[:QUICK_TRAIN], dataset.train.labels[:QUICK_TRAIN]),
+                          Split(dataset.test.images[:QUICK_TEST], dataset.test.labels[:QUICK_TEST]), dataset.classes)
+    return dataset
+
+
+def train(run: Run, root: Path, quick: bool, threads: int | None = None) -> list[dict]:
+    """Train one run to its end (resuming an interrupted one; a finished one is only read)."""
+    if threads:
+        torch.set_num_threads(threads)
+    folder = root / "runs" / run.name
+    cfg = replace(run.cfg, out=str(folder))
+    if quick:
+        cfg = _quick(cfg)
+    if _finished(folder, cfg):
+        return RunFolder(folder).read_metrics()
+    resume = (folder / "last.pt").is_file()
+    return fit(cfg, resume=resume, dataset=_dataset(cfg, quick), progress=False).metrics
+
+
+def _finished(folder: Path, cfg: TrainConfig) -> bool:
+    rows = RunFolder(folder).read_metrics()
+    return bool(rows) and cfg.max_steps is not None and rows[-1]["step"] >= cfg.max_steps
+
+
+def train_all(runs: list[Run], settings: Settings) -> dict[str, list[dict]]:
+    """Train every run, `settings.jobs` at a time (each in its own process when > 1)."""
+    if settings.jobs <= 1:
+        return {run.name: train(run, settings.out, settings.quick) for run in runs}
+    threads = max(1, (os.cpu_count() or 1) // settings.jobs)
+    with ProcessPoolExecutor(settings.jobs, mp_context=get_context("spawn")) as pool:
+        futures = {run.name: pool.submit(train, run, settings.out, settings.quick, threads) for run in runs}
+        return {name: future.result() for name, future in futures.items()}
+
+
+def _params(model: str, **overrides) -> int:
+    from .zoo import create_model
+
+    return sum(p.numel() for p in create_model(model, **overrides).parameters())
+
+
+def _final(rows: list[dict]) -> tuple[float, float]:
+    return rows[-1]["train_err"], rows[-1]["test_err"]
+
+
+def _mean_spread(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.mean(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+
+
+# --- The experiments -------------------------------------------------------------------------------
+
+
+def degradation(settings: Settings) -> str:
+    epochs = settings.epochs or 6
+    seeds = settings.seeds or 2
+    models = ["plain20", "plain56", "resnet20", "resnet56"]
+    runs = [Run(f"{model}-seed{seed}", scaled_paper_recipe(settings, model, seed, epochs))
+            for seed in range(seeds) for model in models]
+    metrics = train_all(runs, settings)
+    rows = []
+    for model in models:
+        finals = [_final(metrics[f"{model}-seed{seed}"]) for seed in range(seeds)]
+        rows.append([model, f"{_params(model, num_classes=10) / 1e6:.2f}M",
+                     _mean_spread([f[0] for f in finals]), _mean_spread([f[1] for f in finals]),
+                     f"{TABLE6[model]:.2f}" if model in TABLE6 else "-"])
+    figure = settings.out / "degradation.png"
+    plot_degradation({m: metrics[f"{m}-seed0"] for m in models}, figure, settings.data)
+    return (f"{epochs} epochs per run, {seeds} seeds; error in % at the end of training, mean (min-max) "
+            f"over the seeds. Training error is measured over each epoch's batches, with augmentation, "
+            f"as the paper's curves are.\n\n"
+            + markdown(["network", "params", "training error", "test error", "Table 6 (CIFAR-10 test error)"], rows)
+            + f"\n\n![degradation]({figure.name})\n")
+
+
+def shortcuts(settings: Settings) -> str:
+    epochs = settings.epochs or 6
+    seeds = settings.seeds or 1
+    runs = [Run(f"{model}-{option}-seed{seed}",
+                scaled_paper_recipe(settings, model, seed, epochs, model_overrides={"shortcut": option}))
+            for seed in range(seeds) for model in ("resnet20", "resnet32") for option in "ABC"]
+    metrics = train_all(runs, settings)
+    rows = []
+    for model in ("resnet20", "resnet32"):
+        for option in "ABC":
+            finals = [_final(metrics[f"{model}-{option}-seed{seed}"]) for seed in range(seeds)]
+            rows.append([model, option, f"{_params(model, num_classes=10, shortcut=option):,}",
+                         _mean_spread([f[0] for f in finals]), _mean_spread([f[1] for f in finals]),
+                         f"{TABLE3[option]:.2f}"])
+    return (f"{epochs} epochs per run, {seeds} seed(s); error in % at the end of training.\n\n"
+            + markdown(["network", "shortcut", "params", "training error", "test error",
+                        "Table 3: ResNet-34 on ImageNet, top-1 error"], rows) + "\n")
+
+
+def bottleneck(settings: Settings) -> str:
+    """ResNet-50 v1 vs v1.5: multiply-adds and params (224x224), inference and training
+    throughput on this machine (measured taking turns, resnetlab.measure)."""
+    from .engine import TrainState, make_optimizer, resolve_device, resolve_precision, train_step
+    from .inference import optimize_for_inference
+    from .measure import interleaved_rates
+    from .summary import summary
+    from .zoo import create_model
+
+    device = resolve_device(settings.device)
+    precision = resolve_precision("auto", device)
+    side, infer_batch, train_batch = (64, 2, 2) if settings.quick else (224, 16, 32)
+    cfg = make_config("fast", model="resnet50")
+    runners, costs = {}, {}
+    for label, v1 in [("v1 (stride on the 1x1, the paper)", True), ("v1.5 (stride on the 3x3, torchvision/timm)", False)]:
+        model = create_model("resnet50", stride_in_1x1=v1).to(device)
+        report = summary(model, input_size=(3, 224, 224))
+        costs[label] = (report.macs, report.params)
+        x = torch.randn(infer_batch, 3, side, side, device=device)
+        optimized = optimize_for_inference(model, dtype="bf16" if precision == "bf16" else "fp32")
+        runners[(label, "inference")] = ((lambda m=optimized, x=x: m(x)), infer_batch)
+        trained = create_model("resnet50", stride_in_1x1=v1).to(device).train().to(memory_format=torch.channels_last)
+        optimizer = make_optimizer(trained, cfg)
+        state = TrainState().to(device)
+        images = torch.randn(train_batch, 3, side, side, device=device).contiguous(memory_format=torch.channels_last)
+        labels = torch.randint(0, 1000, (train_batch,), device=device)
+        runners[(label, "training")] = ((lambda m=trained, o=optimizer, s=state, x=images, y=labels: train_step(
+            m, o, x, y, s, lr=0.01, label_smoothing=0.0, precision=precision, device=device)), train_batch)
+    rates = interleaved_rates(runners, device, rounds=1 if settings.quick else 3, seconds=0.1 if settings.quick else 3)
+    rows = [[label, f"{macs / 1e9:.3f} G", f"{params:,}", f"{rates[(label, 'inference')]:.1f}",
+             f"{rates[(label, 'training')]:.1f}"] for label, (macs, params) in costs.items()]
+    return (f"Multiply-adds and params at 224x224 (1000 classes). Throughput at {side}x{side} on {device}, "
+            f"{precision}, channels_last: inference of the optimized network (BN folded) at batch {infer_batch}, "
+            f"the trainer's step at batch {train_batch}; img/s, median of interleaved rounds.\n\n"
+            + markdown(["ResNet-50", "multiply-adds", "params", "inference img/s", "training img/s"], rows) + "\n")
+
+
+def cifar10(settings: Settings) -> str:
+    """Section 4.2 exactly (64k iterations unless --epochs), ResNet-20..110."""
+    settings = replace(settings, data="cifar10")
+    models = ["resnet20", "resnet32", "resnet44", "resnet56", "resnet110"]
+    seeds = settings.seeds or 1
+    runs = []
+    for seed in range(seeds):
+        for model in models:
+            cfg = make_config("paper-cifar", model=model, data="cifar10", data_dir=settings.data_dir, seed=seed,
+                              device=settings.device, eval_every=2000, log_every=200)
+            if settings.epochs:
+                cfg = scaled_paper_recipe(settings, model, seed, settings.epochs,
+                                          **({"warmup_steps": 400, "warmup_lr": 0.01} if model == "resnet110" else {}))
+            runs.append(Run(f"{model}-seed{seed}", cfg))
+    metrics = train_all(runs, settings)
+    rows = []
+    for model in models:
+        finals = [_final(metrics[f"{model}-seed{seed}"]) for seed in range(seeds)]
+        rows.append([model, f"{_params(model) / 1e6:.2f}M", _mean_spread([f[1] for f in finals]),
+                     f"{TABLE6[model]:.2f}", f"{AKAMASTER[model]:.2f}"])
+    schedule = f"{settings.epochs} epochs" if settings.epochs else "64k iterations (the paper's schedule)"
+    return (f"{schedule}, {seeds} seed(s); test error in %, single view, at the end of training.\n\n"
+            + markdown(["network", "params", "test error", "Table 6", "akamaster reproduction"], rows) + "\n")
+
+
+# --- Figure and report -----------------------------------------------------------------------------
+
+
+def plot_degradation(curves: dict[str, list[dict]], path: Path, data: str) -> None:
+    """Figure 6's layout: plain nets left, ResNets right; training error dashed, test error solid."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4), dpi=120, sharey=True)
+    for axis, family in zip(axes, ("plain", "resnet")):
+        names = [name for name in curves if name.startswith(family)]
+        for color, name in enumerate(names):
+            rows = curves[name]
+            steps = [row["step"] for row in rows]
+            axis.plot(steps, [row["train_err"] for row in rows], "--", color=f"C{color}")
+            axis.plot(steps, [row["test_err"] for row in rows], "-", color=f"C{color}",
+                      label=f"{family}-{name.removeprefix(family)}")
+        axis.set_title(f"{'plain' if family == 'plain' else 'ResNet'} on {data}")
+        axis.set_xlabel("iterations")
+        axis.grid(alpha=0.3)
+        axis.legend(title="dashed: training error; solid: test error", fontsize=8, title_fontsize=8)
+    axes[0].set_ylabel("error (%)")
+    top = max(row["train_err"] for rows in curves.values() for row in rows[len(rows) // 4:])
+    axes[0].set_ylim(0, min(100, max(10, top * 1.3)))
+    figure.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    figure.savefig(tmp)
+    plt.close(figure)
+    tmp.replace(path)
+
+
+def update_docs(docs: Path, experiment: str, section: str, out: Path) -> None:
+    """Put `section` between this experiment's markers in `docs` (appended the first time), its
+    figures copied next to it under figures/."""
+    import shutil
+
+    for figure in out.glob("*.png"):
+        target = docs.parent / "figures" / f"reproduce-{figure.name}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(figure, target)
+        section = section.replace(f"]({figure.name})", f"](figures/{target.name})")
+    begin, end = f"<!-- reproduce:{experiment} -->", f"<!-- /reproduce:{experiment} -->"
+    text = docs.read_text() if docs.is_file() else ""
+    block = f"{begin}\n{section.strip()}\n{end}"
+    if begin in text and end in text:
+        text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    docs.write_text(text)
+
+
+def reproduce(experiment: str, settings: Settings, docs: str | Path | None = None) -> str:
+    """Run one experiment and write OUT/report.md (and its section of `docs`); returns the section."""
+    if experiment not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {experiment!r}; expected one of {', '.join(EXPERIMENTS)}")
+    settings.out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    body = {"degradation": degradation, "shortcuts": shortcuts, "bottleneck": bottleneck, "cifar10": cifar10}[experiment](settings)
+    minutes = (time.perf_counter() - start) / 60
+    command = "resnetlab " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["reproduce"] else \
+        f"resnetlab reproduce {experiment}"
+    device = settings.device if settings.device != "cpu" else f"cpu ({os.cpu_count()} cores, {platform.machine()})"
+    section = (f"## {experiment}{' (--quick: checks the pipeline, not the science)' if settings.quick else ''}\n\n"
+               f"`{command}` on {device}, torch {torch.__version__}: {minutes:.1f} min "
+               f"(runs already finished in OUT are reused, not retrained).\n\n{body}")
+    (settings.out / "report.md").write_text(section)
+    if docs is not None:
+        update_docs(Path(docs), experiment, section, settings.out)
+    (settings.out / "report.json").write_text(json.dumps({"experiment": experiment, "minutes": minutes,
+                                                          "settings": {**vars(settings), "out": str(settings.out)}},
+                                                         indent=2) + "\n")
+    return section

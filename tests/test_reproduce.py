@@ -1,0 +1,95 @@
+"""`resnetlab reproduce --quick`: every experiment runs end to end through the real command,
+writes its report, figure and run folders, and reuses finished runs. This checks the pipeline,
+not the science (docs/results.md holds the full runs)."""
+
+import json
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import write_cifar
+
+
+def reproduce(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "resnetlab", "reproduce", *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def table_rows(report: str) -> dict[str, list[str]]:
+    rows = {}
+    for line in report.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and not set(line) <= set("|-") and cells[0] not in ("network", "ResNet-50"):
+            rows[" ".join(cells[:2]) if cells[1] in "ABC" else cells[0]] = cells
+    return rows
+
+
+def test_degradation_quick_writes_figure_table_and_reuses_runs(tmp_path):
+    out = tmp_path / "degradation"
+    docs = tmp_path / "results.md"
+    docs.write_text("# Results\n\nkept text\n")
+    result = reproduce("degradation", "--quick", "--seeds", "2", "--out", out, "--docs", docs)
+    assert result.returncode == 0, result.stderr
+    report = (out / "report.md").read_text()
+    rows = table_rows(report)
+    assert set(rows) == {"plain20", "plain56", "resnet20", "resnet56"}
+    assert rows["plain20"][1] == rows["resnet20"][1] == "0.27M"  # option A: a ResNet has its plain twin's params
+    assert re.fullmatch(r"[\d.]+ \([\d.]+-[\d.]+\)", rows["resnet56"][3])  # mean (min-max) over 2 seeds
+    assert (out / "degradation.png").stat().st_size > 10_000
+    assert len(list((out / "runs").glob("*/metrics.jsonl"))) == 8
+    text = docs.read_text()
+    assert "kept text" in text and "<!-- reproduce:degradation -->" in text
+    assert "figures/reproduce-degradation.png" in text and (tmp_path / "figures" / "reproduce-degradation.png").is_file()
+
+    # A second call reuses the finished runs: nothing is retrained, the table is the same.
+    mtimes = {p: p.stat().st_mtime for p in (out / "runs").glob("*/last.pt")}
+    start = time.perf_counter()
+    again = reproduce("degradation", "--quick", "--seeds", "2", "--out", out, "--docs", docs)
+    assert again.returncode == 0, again.stderr
+    assert {p: p.stat().st_mtime for p in mtimes} == mtimes
+    assert table_rows((out / "report.md").read_text()) == rows
+    assert docs.read_text().count("<!-- reproduce:degradation -->") == 1
+    assert time.perf_counter() - start < 60
+
+
+def test_shortcuts_quick_counts_the_projection_parameters(tmp_path):
+    result = reproduce("shortcuts", "--quick", "--out", tmp_path / "shortcuts", "--jobs", "2")
+    assert result.returncode == 0, result.stderr
+    rows = table_rows((tmp_path / "shortcuts" / "report.md").read_text())
+    for model in ("resnet20", "resnet32"):
+        params = [int(rows[f"{model} {option}"][2].replace(",", "")) for option in "ABC"]
+        assert params[0] < params[1] < params[2]  # A: no parameters; B: projections where shapes change; C: all
+    assert rows["resnet20 A"][5] == "25.03"  # next to Table 3
+
+
+def test_bottleneck_quick_v1_costs_less_than_v15(tmp_path):
+    result = reproduce("bottleneck", "--quick", "--out", tmp_path / "bottleneck")
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in (tmp_path / "bottleneck" / "report.md").read_text().splitlines() if line.startswith("| v1")]
+    macs = [float(row.split("|")[2].split()[0]) for row in rows]
+    assert macs == [3.858, 4.089]  # Table 1's 3.8 G for the paper's v1; 4.1 G for v1.5 (PAPER.md)
+    assert all(float(row.split("|")[4]) > 0 and float(row.split("|")[5]) > 0 for row in rows)
+
+
+def test_cifar10_quick_on_a_tiny_cifar_in_the_real_format(tmp_path):
+    write_cifar(tmp_path / "data" / "cifar-10-batches-py", n_per_batch=40)
+    result = reproduce("cifar10", "--quick", "--data-dir", tmp_path / "data", "--out", tmp_path / "cifar")
+    assert result.returncode == 0, result.stderr
+    rows = table_rows((tmp_path / "cifar" / "report.md").read_text())
+    assert list(rows) == ["resnet20", "resnet32", "resnet44", "resnet56", "resnet110"]
+    assert rows["resnet110"][3] == "6.43" and rows["resnet110"][1] == "1.73M"
+    config = json.loads((tmp_path / "cifar" / "runs" / "resnet110-seed0" / "config.json").read_text())
+    assert config["recipe"] == "paper-cifar" and config["normalize"] == "per-pixel"
+    assert config["warmup_lr"] == 0.01  # section 4.2's warm-up for 110 layers
+
+
+@pytest.mark.parametrize("args, message", [
+    (["mnist"], "invalid choice"),
+    (["degradation", "--epochs", "0"], "positive integer"),
+])
+def test_reproduce_usage_errors(args, message):
+    result = reproduce(*args)
+    assert result.returncode == 2 and message in result.stderr
