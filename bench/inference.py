@@ -112,6 +112,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--checkpoint", default=None, help="a trained checkpoint for the bf16 agreement check")
+    parser.add_argument("--no-compile", action="store_true", help="leave out the compiled rows (compiling takes minutes)")
     args = parser.parse_args()
     device = torch.device(args.device)
     print(f"# Inference, 224x224 ({machine(device)})\n")
@@ -135,10 +136,13 @@ def main() -> None:
                 "torchvision eager": ("fp32", nets["torchvision"]),
                 "resnetlab eager": ("fp32", nets["resnetlab"]),
                 "resnetlab optimized fp32": ("fp32", optimize(nets["resnetlab"])),
-                "resnetlab optimized fp32, compiled": ("fp32", optimize(nets["resnetlab"], compile=True)),
+                "resnetlab optimized fp32, compiled": ("fp32", optimize(nets["resnetlab"], compile=not args.no_compile)),
                 "resnetlab optimized bf16": ("bf16", optimize(nets["resnetlab"], dtype="bf16")),
-                "resnetlab optimized bf16, compiled": ("bf16", optimize(nets["resnetlab"], dtype="bf16", compile=True)),
+                "resnetlab optimized bf16, compiled": ("bf16", optimize(nets["resnetlab"], dtype="bf16",
+                                                                        compile=not args.no_compile)),
             }
+            if args.no_compile:
+                variants = {label: v for label, v in variants.items() if "compiled" not in label}
             runners = {label: (lambda model=model: model(x), batch) for label, (_, model) in variants.items()}
             with tempfile.TemporaryDirectory() as directory, torch.inference_mode():
                 if device.type == "cpu":  # ONNX Runtime's CUDA provider is not part of the onnx extra

@@ -2,7 +2,7 @@
 step from the plain loop to what `resnetlab train` runs, against the measured matmul peak.
 
 Usage: python bench/training.py [--device cpu] [--rounds 5] [--seconds 2] [--data-dir DIR]
-                                [--skip-resnet50]
+                                [--skip-resnet50] [--no-compile]
 Rows (measured in one run, taking turns; bench/common.py):
   plain loop        model(x), cross_entropy, zero_grad, backward, SGD step: fp32, NCHW, the
                     batches already normalised in memory (no augmentation: a lower bound on
@@ -86,8 +86,9 @@ def table(name: str, dataset: Dataset, batch_size: int, device, args, peak) -> N
     plain_batches, _ = make_loaders(cfg, dataset, normalize, device, channels_last=False)
     batches = list(itertools.islice(plain_batches.batches(0), 8))
     common = (batches, num_classes, in_chans, device)
-    fastest = f"trainer step, {precision}, channels_last, compiled"
-    whole = f"whole trainer ({precision}, channels_last, compiled, data included)"
+    compile = not args.no_compile
+    fastest = f"trainer step, {precision}, channels_last{', compiled' if compile else ''}"
+    whole = f"whole trainer ({precision}, channels_last{', compiled' if compile else ''}, data included)"
     runners = {
         "plain loop (fp32, NCHW)": ("fp32", plain_loop(name, *common)),
         "trainer step, fp32, NCHW": ("fp32", trainer_step(cfg, *common, precision="fp32", channels_last=False,
@@ -96,8 +97,8 @@ def table(name: str, dataset: Dataset, batch_size: int, device, args, peak) -> N
                                                                    compile=False)),
         f"trainer step, {precision}, channels_last": (precision, trainer_step(cfg, *common, precision=precision,
                                                                               channels_last=True, compile=False)),
-        fastest: (precision, trainer_step(cfg, *common, precision=precision, channels_last=True, compile=True)),
-        whole: (precision, trainer_step(cfg, *common, precision=precision, channels_last=True, compile=True,
+        fastest: (precision, trainer_step(cfg, *common, precision=precision, channels_last=True, compile=compile)),
+        whole: (precision, trainer_step(cfg, *common, precision=precision, channels_last=True, compile=compile,
                                         loader=train)),
     }
     rates = interleaved_rates({label: (step, batch_size) for label, (_, step) in runners.items()}, device,
@@ -122,6 +123,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--skip-resnet50", action="store_true")
+    parser.add_argument("--no-compile", action="store_true", help="leave out torch.compile (compiling takes minutes)")
     args = parser.parse_args()
     device = torch.device(args.device)
     print(f"# Training ({machine(device)})\n")

@@ -132,16 +132,17 @@ def test_evaluate_top1_top5_by_hand():
 def test_compiled_training_follows_the_eager_run(tmp_path, fashion_subset):
     runs = {}
     for compile_ in (False, True):
-        cfg = make_config("fast", model="resnet20", max_steps=12, batch_size=64, precision="fp32", compile=compile_,
-                          eval_batch_size=500, out=str(tmp_path / f"compile-{compile_}"))
+        cfg = make_config("fast", model="resnet20", max_steps=12, batch_size=64, precision="fp64", lr=0.02,
+                          compile=compile_, eval_batch_size=500, out=str(tmp_path / f"compile-{compile_}"))
         fit(cfg, dataset=fashion_subset, progress=False)
         checkpoint = torch.load(tmp_path / f"compile-{compile_}" / "last.pt", weights_only=True)
         assert checkpoint["config"]["compile"] is compile_
         runs[compile_] = checkpoint["model"]
-    # fused kernels round differently; 12 SGD steps keep the two runs within a small distance
+    # fp64: fused kernels round differently, and SGD amplifies any rounding difference (in fp32 the
+    # two runs drift apart as two eager runs with 1 and 2 threads do); in fp64 they stay together.
     for name, eager in runs[False].items():
         if eager.is_floating_point():
-            assert (runs[True][name] - eager).abs().max() <= 1e-3 * eager.abs().max() + 1e-5, name
+            assert (runs[True][name] - eager).abs().max() <= 1e-9 * eager.abs().max() + 1e-12, name
 
 
 def test_compile_is_chosen_for_long_runs_where_inductor_can_build(monkeypatch):

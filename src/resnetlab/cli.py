@@ -199,7 +199,7 @@ def cmd_reproduce(args) -> None:
 
     out = Path(args.out or f"runs/reproduce-{args.experiment}{'-quick' if args.quick else ''}")
     settings = Settings(out=out, data_dir=args.data_dir, device=args.device, epochs=args.epochs, seeds=args.seeds,
-                        jobs=args.jobs, quick=args.quick)
+                        jobs=args.jobs, quick=args.quick, compile=args.compile)
     print(reproduce(args.experiment, settings, docs=args.docs))
     print(f"report: {out / 'report.md'}")
 
@@ -266,6 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--epochs", type=_positive_int, metavar="N", help="epochs per run (default: the experiment's)")
     reproduce.add_argument("--seeds", type=_positive_int, metavar="N", help="seeds per network (default: the experiment's)")
     reproduce.add_argument("--jobs", type=_positive_int, default=1, metavar="N", help="training runs at once (processes)")
+    reproduce.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                           help="torch.compile the training (default: decided per run, as by train)")
     reproduce.add_argument("--quick", action="store_true", help="a few steps on a data subset: checks the pipeline only")
     reproduce.add_argument("--docs", metavar="FILE", help="also write the report as a section of FILE (docs/results.md)")
     reproduce.set_defaults(run=cmd_reproduce)

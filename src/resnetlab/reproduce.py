@@ -49,6 +49,7 @@ class Settings:
     seeds: int | None = None
     jobs: int = 1  # training runs at once (separate processes; useful on a GPU)
     quick: bool = False  # a few steps on a small subset: checks the pipeline, not the science
+    compile: bool | None = None  # None: as any run decides (engine.pick_compile)
 
 
 @dataclass
@@ -69,7 +70,7 @@ def scaled_paper_recipe(settings: Settings, model: str, seed: int, epochs: int, 
     return make_config("paper-cifar", model=model, data=settings.data, data_dir=settings.data_dir, seed=seed,
                        max_steps=total, milestones=(total // 2, total * 3 // 4), precision="auto",
                        eval_every=max(steps_per_epoch // 2, 1), device=settings.device, log_every=100,
-                       **overrides)
+                       compile=settings.compile, **overrides)
 
 
 def _train_size(settings: Settings) -> int:
@@ -145,7 +146,7 @@ def _mean_spread(values: list[float]) -> str:
 
 
 def degradation(settings: Settings) -> str:
-    epochs = settings.epochs or 6
+    epochs = settings.epochs or 3
     seeds = settings.seeds or 2
     models = ["plain20", "plain56", "resnet20", "resnet56"]
     runs = [Run(f"{model}-seed{seed}", scaled_paper_recipe(settings, model, seed, epochs))
@@ -167,7 +168,7 @@ def degradation(settings: Settings) -> str:
 
 
 def shortcuts(settings: Settings) -> str:
-    epochs = settings.epochs or 6
+    epochs = settings.epochs or 3
     seeds = settings.seeds or 1
     runs = [Run(f"{model}-{option}-seed{seed}",
                 scaled_paper_recipe(settings, model, seed, epochs, model_overrides={"shortcut": option}))
@@ -231,7 +232,7 @@ def cifar10(settings: Settings) -> str:
     for seed in range(seeds):
         for model in models:
             cfg = make_config("paper-cifar", model=model, data="cifar10", data_dir=settings.data_dir, seed=seed,
-                              device=settings.device, eval_every=2000, log_every=200)
+                              device=settings.device, eval_every=2000, log_every=200, compile=settings.compile)
             if settings.epochs:
                 cfg = scaled_paper_recipe(settings, model, seed, settings.epochs,
                                           **({"warmup_steps": 400, "warmup_lr": 0.01} if model == "resnet110" else {}))
