@@ -31,13 +31,19 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def _atomic_write(path: str | Path, write) -> None:
     path = Path(path)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX, dir=path.parent)
+    except OSError as error:
+        raise _not_written(path, error) from None
     try:
         with os.fdopen(descriptor, "wb") as file:
             write(file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
+    except OSError as error:  # a full disk, a quota, a vanished folder: say which file, and what is kept
+        Path(temporary).unlink(missing_ok=True)
+        raise _not_written(path, error) from None
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
@@ -46,6 +52,20 @@ def _atomic_write(path: str | Path, write) -> None:
         os.fsync(folder)
     finally:
         os.close(folder)
+
+
+TEMPORARY_SUFFIX = ".tmp"
+
+
+def _not_written(path: Path, error: OSError) -> OSError:
+    kept = f"the previous {path.name} is unchanged" if path.exists() else f"no {path.name} was written"
+    return OSError(error.errno, f"could not write {path} ({error.strerror or error}); {kept}")
+
+
+def remove_stale_temporaries(folder: str | Path) -> None:
+    """Delete the temporary files of writes that a crash interrupted (never complete files)."""
+    for stale in Path(folder).glob(f".*{TEMPORARY_SUFFIX}"):
+        stale.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: str | Path) -> dict:

@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import dist
-from .checkpoint import atomic_save, atomic_write_text, load_checkpoint, rng_state, set_rng_state
+from .checkpoint import (atomic_save, atomic_write_text, load_checkpoint, remove_stale_temporaries, rng_state,
+                         set_rng_state)
 from .data import Dataset, InMemoryLoader, load_dataset
 from .data.augment import Normalize
 from .data.folder import IMAGENET_MEAN, IMAGENET_STD, FolderDataset, FolderLoader
@@ -312,10 +313,14 @@ class RunFolder:
         if resume:
             if not self.file("last.pt").is_file():
                 raise ValueError(f"--resume: no checkpoint {self.file('last.pt')} to resume from")
+            remove_stale_temporaries(self.path)
         elif self.path.exists() and any(self.path.iterdir()):
             raise ValueError(f"--out {self.path} already holds a run; pass --resume to continue it, "
                              "or choose another folder")
-        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ValueError(f"--out {self.path} cannot be created: {error.strerror}") from None
         probe = self.path / ".write-test"
         try:
             probe.write_text("")

@@ -61,6 +61,8 @@ def read_idx(path: Path, expect_images: bool) -> np.ndarray:
             raw = file.read()
     except (OSError, EOFError, gzip.BadGzipFile) as error:
         raise ValueError(f"corrupt or truncated IDX file {path}: {error}") from None
+    if not raw:
+        raise ValueError(f"empty IDX file {path}")
     magic_expected = _IMAGES_MAGIC if expect_images else _LABELS_MAGIC
     kind = "images" if expect_images else "labels"
     if len(raw) < 4 or struct.unpack(">I", raw[:4])[0] != magic_expected:
@@ -86,10 +88,12 @@ def _md5(path: Path) -> str:
 def find_files(name: str, data_dir: str | Path | None, download: bool) -> dict[str, Path]:
     """The four IDX files of `name`; downloaded into the cache if nowhere else (and allowed)."""
     source = SOURCES[name]
-    candidates = []
+    # An explicit data_dir is the only place looked at (and downloaded into): falling back to
+    # another copy would train on data the user did not name.
     if data_dir is not None:
-        candidates += [Path(data_dir), Path(data_dir) / name]
-    candidates += [Path(source["system_dir"]), cache_dir() / name]
+        candidates = [Path(data_dir), Path(data_dir) / name]
+    else:
+        candidates = [Path(source["system_dir"]), cache_dir() / name]
     for folder in candidates:
         found = {}
         for stem in FILES:
@@ -103,7 +107,7 @@ def find_files(name: str, data_dir: str | Path | None, download: bool) -> dict[s
         raise FileNotFoundError(f"{name}: expected {', '.join(f + '.gz' for f in FILES)} in {data_dir}")
     if not download:
         raise FileNotFoundError(f"{name} not found in {', '.join(map(str, candidates))}")
-    return _download(name, cache_dir() / name)
+    return _download(name, Path(data_dir) / name if data_dir is not None else cache_dir() / name)
 
 
 def _download(name: str, folder: Path) -> dict[str, Path]:
