@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import platform
 
 import torch
@@ -26,3 +27,20 @@ def machine(device: torch.device) -> str:
         name += f", {torch.get_num_threads()} threads"
     return (f"{name}; Python {platform.python_version()}, torch {torch.__version__}, "
             f"torchvision {torchvision.__version__}, timm {timm.__version__}")
+
+
+def common_arguments(doc: str, seconds: float) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (the median is reported)")
+    parser.add_argument("--seconds", type=float, default=seconds, help="length of one runner's turn")
+    parser.add_argument("--data-dir", default=None, help="where Fashion-MNIST is (default: found or downloaded)")
+    return parser
+
+
+def header(title: str, device: torch.device) -> dict[str, float]:
+    """Print the table's title with the machine and the measured matmul peaks; return the peaks."""
+    print(f"# {title} ({machine(device)})\n")
+    peak = {"fp32": matmul_peak(torch.float32, device), "bf16": matmul_peak(torch.bfloat16, device)}
+    print(f"matmul peak (4096x4096): fp32 {peak['fp32'] / 1e9:,.0f} GFLOP/s, bf16 {peak['bf16'] / 1e9:,.0f} GFLOP/s\n")
+    return peak

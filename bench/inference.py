@@ -13,7 +13,6 @@ adds the agreement of a trained network over its whole test set.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 import resnetlab
-from common import interleaved_rates, machine, markdown, matmul_peak
+from common import common_arguments, header, interleaved_rates, markdown
 
 torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32 on every device
 torch.backends.cudnn.allow_tf32 = False
@@ -104,20 +103,14 @@ def onnx_runner(model, batch: int, directory: Path):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = common_arguments(__doc__, seconds=1.0)
     parser.add_argument("--models", default="resnet18,resnet50")
     parser.add_argument("--batches", default="1,16")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--seconds", type=float, default=1.0)
-    parser.add_argument("--data-dir", default=None)
     parser.add_argument("--checkpoint", default=None, help="a trained checkpoint for the bf16 agreement check")
     parser.add_argument("--no-compile", action="store_true", help="leave out the compiled rows (compiling takes minutes)")
     args = parser.parse_args()
     device = torch.device(args.device)
-    print(f"# Inference, 224x224 ({machine(device)})\n")
-    peak = {"fp32": matmul_peak(torch.float32, device), "bf16": matmul_peak(torch.bfloat16, device)}
-    print(f"matmul peak (4096x4096): fp32 {peak['fp32'] / 1e9:,.0f} GFLOP/s, bf16 {peak['bf16'] / 1e9:,.0f} GFLOP/s\n")
+    peak = header("Inference, 224x224", device)
     if args.checkpoint:
         print(markdown(["trained network", "top-1 fp32", "top-1 bf16", "top-1 agreement"],
                        trained_agreement(args.checkpoint, device)) + "\n")

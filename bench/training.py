@@ -17,14 +17,13 @@ ResNet-20 trains on Fashion-MNIST (batch 128, 1x28x28); ResNet-50 on random 224x
 
 from __future__ import annotations
 
-import argparse
 import itertools
 
 import torch
 import torch.nn.functional as F
 
 import resnetlab
-from common import interleaved_rates, machine, markdown, matmul_peak
+from common import common_arguments, header, interleaved_rates, markdown
 from resnetlab.data import Dataset, Split, load_dataset
 from resnetlab.engine import TrainState, make_loaders, make_normalize, make_optimizer, resolve_precision, train_step
 from resnetlab.recipes import make_config
@@ -117,18 +116,12 @@ def table(name: str, dataset: Dataset, batch_size: int, device, args, peak) -> N
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--seconds", type=float, default=2.0)
-    parser.add_argument("--data-dir", default=None)
+    parser = common_arguments(__doc__, seconds=2.0)
     parser.add_argument("--skip-resnet50", action="store_true")
     parser.add_argument("--no-compile", action="store_true", help="leave out torch.compile (compiling takes minutes)")
     args = parser.parse_args()
     device = torch.device(args.device)
-    print(f"# Training ({machine(device)})\n")
-    peak = {"fp32": matmul_peak(torch.float32, device), "bf16": matmul_peak(torch.bfloat16, device)}
-    print(f"matmul peak (4096x4096): fp32 {peak['fp32'] / 1e9:,.0f} GFLOP/s, bf16 {peak['bf16'] / 1e9:,.0f} GFLOP/s\n")
+    peak = header("Training", device)
     table("resnet20", load_dataset("fashion-mnist", args.data_dir), 128, device, args, peak)
     if not args.skip_resnet50:
         table("resnet50", synthetic(224, 64), 32, device, args, peak)
