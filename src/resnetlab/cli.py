@@ -135,6 +135,8 @@ def cmd_train(args) -> None:
     try:
         with dist.stop_on_sigterm():
             result = fit(cfg, resume=args.resume, progress=not args.quiet)
+    except RuntimeError as error:
+        raise dist.explain_failure(error) from None
     finally:
         dist.shutdown()
     if main_process:

@@ -57,6 +57,16 @@ def broadcast_from_main(value):
     return box[0]
 
 
+def explain_failure(error: RuntimeError) -> RuntimeError:
+    """A collective that failed because another process died says so, and what to do next."""
+    lost = isinstance(error, torch_dist.DistError) or any(word in str(error) for word in ("gloo", "NCCL", "Connection"))
+    if world_size() > 1 and lost and not isinstance(error, Stopped):
+        first = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
+        return RuntimeError(f"lost another process of the run (rank {rank()} of {world_size()}: {first}); "
+                            "see that process's error above, then continue the run with --resume")
+    return error
+
+
 class Stopped(RuntimeError):
     """The process was asked to stop (SIGTERM): torchrun does this to every rank when one fails."""
 
