@@ -81,7 +81,7 @@ def _milestones(text: str) -> tuple[int, ...]:
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field, so every setting of a recipe can be overridden."""
-    from .recipes import TrainConfig
+    from .recipes import PRECISIONS, TrainConfig
 
     for f in dataclasses.fields(TrainConfig):
         if f.name in _TRAIN_SPECIAL:
@@ -89,7 +89,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         flag = "--" + f.name.replace("_", "-")
         kind = str(f.type)
         if f.name == "precision":
-            parser.add_argument(flag, choices=["auto", "fp32", "bf16", "fp64"],
+            parser.add_argument(flag, choices=PRECISIONS,
                                 help="auto: bf16 where the device computes it natively; fp64 for numerical checks")
         elif f.name == "device":
             parser.add_argument(flag, metavar="cpu|cuda", help="where to train (default cpu)")

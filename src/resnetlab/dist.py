@@ -130,14 +130,12 @@ class _GlobalBatchNorm(torch.autograd.Function):
     def backward(ctx, grad_y, _grad_mean, _grad_var):
         xhat, invstd, weight = ctx.saved_tensors
         dims = (0, 2, 3)
-        local = torch.cat([grad_y.sum(dims), (grad_y * xhat).sum(dims)])
-        sums = all_reduce_sum(local) / ctx.n
-        mean_dy, mean_dy_xhat = sums.chunk(2)
+        sum_dy, sum_dy_xhat = grad_y.sum(dims), (grad_y * xhat).sum(dims)
+        mean_dy, mean_dy_xhat = (all_reduce_sum(torch.cat([sum_dy, sum_dy_xhat])) / ctx.n).chunk(2)
         grad_x = (grad_y - mean_dy.view(1, -1, 1, 1) - xhat * mean_dy_xhat.view(1, -1, 1, 1)) \
             * (invstd * weight).view(1, -1, 1, 1)
-        # this rank's share of the parameter gradients: DDP averages them over ranks
-        grad_weight, grad_bias = local.chunk(2)[1], local.chunk(2)[0]
-        return grad_x, grad_weight, grad_bias, None
+        # this rank's share of the parameter gradients (grad of weight, of bias): DDP averages them
+        return grad_x, sum_dy_xhat, sum_dy, None
 
 
 class GlobalBatchNorm2d(nn.BatchNorm2d):
