@@ -231,11 +231,12 @@ def cifar10(settings: Settings) -> str:
     runs = []
     for seed in range(seeds):
         for model in models:
-            cfg = make_config("paper-cifar", model=model, data="cifar10", data_dir=settings.data_dir, seed=seed,
-                              device=settings.device, eval_every=2000, log_every=200, compile=settings.compile)
+            # paper-cifar itself adds the lr-0.01 warm-up of 110 layers, in both schedules
             if settings.epochs:
-                cfg = scaled_paper_recipe(settings, model, seed, settings.epochs,
-                                          **({"warmup_steps": 400, "warmup_lr": 0.01} if model == "resnet110" else {}))
+                cfg = scaled_paper_recipe(settings, model, seed, settings.epochs)
+            else:
+                cfg = make_config("paper-cifar", model=model, data="cifar10", data_dir=settings.data_dir, seed=seed,
+                                  device=settings.device, eval_every=2000, log_every=200, compile=settings.compile)
             runs.append(Run(f"{model}-seed{seed}", cfg))
     metrics = train_all(runs, settings)
     rows = []
