@@ -7,6 +7,7 @@ import platform
 
 import torch
 
+from resnetlab.host import keep_freed_memory
 from resnetlab.measure import interleaved_rates, markdown, matmul_peak  # noqa: F401 (the benchmarks' toolkit)
 
 
@@ -35,12 +36,16 @@ def common_arguments(doc: str, seconds: float) -> argparse.ArgumentParser:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (the median is reported)")
     parser.add_argument("--seconds", type=float, default=seconds, help="length of one runner's turn")
     parser.add_argument("--data-dir", default=None, help="where Fashion-MNIST is (default: found or downloaded)")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="leave glibc's malloc as it is (default: keep freed memory, as resnetlab's CLI does)")
     return parser
 
 
-def header(title: str, device: torch.device) -> dict[str, float]:
-    """Print the table's title with the machine and the measured matmul peaks; return the peaks."""
-    print(f"# {title} ({machine(device)})\n")
+def header(title: str, device: torch.device, args: argparse.Namespace) -> dict[str, float]:
+    """Set up malloc for every row alike, print the table's title with the machine and the
+    measured matmul peaks; return the peaks."""
+    kept = not args.default_malloc and keep_freed_memory()
+    print(f"# {title} ({machine(device)}; malloc: {'freed memory kept' if kept else 'default'})\n")
     peak = {"fp32": matmul_peak(torch.float32, device), "bf16": matmul_peak(torch.bfloat16, device)}
     print(f"matmul peak (4096x4096): fp32 {peak['fp32'] / 1e9:,.0f} GFLOP/s, bf16 {peak['bf16'] / 1e9:,.0f} GFLOP/s\n")
     return peak

@@ -110,7 +110,7 @@ def main() -> None:
     parser.add_argument("--no-compile", action="store_true", help="leave out the compiled rows (compiling takes minutes)")
     args = parser.parse_args()
     device = torch.device(args.device)
-    peak = header("Inference, 224x224", device)
+    peak = header("Inference, 224x224", device, args)
     if args.checkpoint:
         print(markdown(["trained network", "top-1 fp32", "top-1 bf16", "top-1 agreement"],
                        trained_agreement(args.checkpoint, device)) + "\n")

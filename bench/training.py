@@ -121,7 +121,7 @@ def main() -> None:
     parser.add_argument("--no-compile", action="store_true", help="leave out torch.compile (compiling takes minutes)")
     args = parser.parse_args()
     device = torch.device(args.device)
-    peak = header("Training", device)
+    peak = header("Training", device, args)
     table("resnet20", load_dataset("fashion-mnist", args.data_dir), 128, device, args, peak)
     if not args.skip_resnet50:
         table("resnet50", synthetic(224, 64), 32, device, args, peak)

@@ -47,6 +47,19 @@ def test_every_optimization_gives_the_eager_logits(name, images, tmp_path):
     assert relative_error(got, expected) < 0.05  # bf16 keeps 8 bits of mantissa: ~1% is expected
 
 
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="weight pre-packing is oneDNN's")
+def test_compiling_on_the_cpu_prepacks_every_conv(images):
+    """Freezing must be in force when dynamo traces, or the weights stay graph inputs and
+    inductor packs no conv for oneDNN (what options={"freezing": True} alone gives)."""
+    from torch._dynamo.utils import counters
+
+    model = trained_like("resnet18", images)
+    counters.clear()
+    optimize_for_inference(model, compile=True)(images)
+    convs = sum(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+    assert counters["inductor"]["mkldnn_conv_weight_pack_matcher_count"] == convs
+
+
 def test_the_original_model_is_left_untouched(images):
     model = trained_like("resnet18", images)
     before = {k: v.clone() for k, v in model.state_dict().items()}

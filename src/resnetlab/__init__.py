@@ -1,6 +1,7 @@
 """resnetlab: the networks of He et al. 2015, "Deep Residual Learning for Image Recognition",
 weight-compatible with torchvision and timm."""
 
+from .host import keep_freed_memory
 from .inference import export_onnx, optimize_for_inference
 from .model import BasicBlock, Bottleneck, ResNet, ResNetConfig
 from .summary import Summary, summary
@@ -19,6 +20,7 @@ __all__ = [
     "export_onnx",
     "export_state_dict",
     "get_config",
+    "keep_freed_memory",
     "list_models",
     "load_pretrained",
     "optimize_for_inference",

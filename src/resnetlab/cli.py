@@ -294,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    from .host import keep_freed_memory
+
+    keep_freed_memory()  # or every step page-faults its activations in afresh: see resnetlab/host.py
     try:
         args.run(args)
     except UsageError as error:

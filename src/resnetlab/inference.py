@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from pathlib import Path
 
@@ -41,13 +42,15 @@ class InferenceModel(nn.Module):
     Input is checked against the original network (shape, channels, size) before any cast, so
     bad input gets the same error as from the eager model."""
 
-    def __init__(self, model: ResNet, network: nn.Module, dtype: torch.dtype, memory_format: torch.memory_format):
+    def __init__(self, model: ResNet, network: nn.Module, dtype: torch.dtype, memory_format: torch.memory_format,
+                 freeze: bool = False):
         super().__init__()
         self.model = model  # the converted network: its config, check_input, weights
         self.network = network  # what runs: `model` itself or its compiled form
         self.dtype = dtype
         self.memory_format = memory_format
         self.num_classes = model.num_classes
+        self.freeze = freeze
         self.eval()
 
     @property
@@ -58,7 +61,8 @@ class InferenceModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.model.check_input(x)
         x = x.to(dtype=self.dtype, memory_format=self.memory_format)
-        return self.network(x).float()
+        with _freezing() if self.freeze else contextlib.nullcontext():
+            return self.network(x).float()
 
     def train(self, mode: bool = True) -> "InferenceModel":
         if mode:
@@ -74,8 +78,9 @@ def optimize_for_inference(model: ResNet, *, dtype: torch.dtype | str = torch.fl
 
     bf16 converts the weights rather than using autocast: measured faster here (ResNet-50,
     batch 1: 46 vs 32 img/s; batch 16: 67 vs 65) as no weight is cast again on every call.
-    compile uses inductor with freezing on the CPU (weights become constants, so oneDNN can
-    pre-pack them): ResNet-50 fp32 batch 16, 23.5 -> 31.5 img/s; see docs/benchmarks.md."""
+    compile uses inductor with freezing on the CPU: the weights become constants, so oneDNN
+    pre-packs them and fuses the bias, ReLU and residual add into each conv (docs/benchmarks.md
+    has the figures)."""
     if not isinstance(model, ResNet):
         raise TypeError(f"expected a resnetlab ResNet, got {type(model).__name__}")
     if isinstance(dtype, str):
@@ -90,10 +95,20 @@ def optimize_for_inference(model: ResNet, *, dtype: torch.dtype | str = torch.fl
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(dtype=dtype, memory_format=memory_format).requires_grad_(False)
     network = model
+    freeze = compile and next(model.parameters()).device.type == "cpu"
     if compile:
-        device = next(model.parameters()).device
-        network = torch.compile(model, options={"freezing": True} if device.type == "cpu" else None)
-    return InferenceModel(model, network, dtype, memory_format)
+        network = torch.compile(model)
+    return InferenceModel(model, network, dtype, memory_format, freeze=freeze)
+
+
+def _freezing():
+    """Inductor's freezing, for the calls that compile. It must be on while dynamo traces, not
+    only while inductor compiles: dynamo decides then whether the parameters become constants
+    of the graph, and `torch.compile(options={"freezing": True})` turns it on too late for that
+    (the graph keeps its weights as inputs, and no conv is pre-packed or fused)."""
+    import torch._inductor.config
+
+    return torch._inductor.config.patch(freezing=True)
 
 
 def export_onnx(model: nn.Module, path: str | Path, *, input_size=(3, 224, 224), verify: bool = True,
