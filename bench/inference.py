@@ -3,6 +3,7 @@ optimized, against the machine's measured matmul peak; and whether the optimized
 
 Usage: python bench/inference.py [--models resnet18,resnet50] [--batches 1,16] [--device cpu]
                                  [--rounds 5] [--seconds 1] [--data-dir DIR] [--checkpoint FILE]
+                                 [--no-compile] [--default-malloc]
 Every row of a table is measured in the same run, taking turns (bench/common.py). The agreement
 check uses one set of weights in all three libraries (timm's initialisation, with BN statistics
 calibrated on real images so that the logits are those of a working network) and 256
@@ -12,9 +13,6 @@ adds the agreement of a trained network over its whole test set.
 """
 
 from __future__ import annotations
-
-import tempfile
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -62,8 +60,11 @@ def agreement(nets: dict, images: torch.Tensor) -> list[list]:
     rows = []
     with torch.inference_mode():
         expected = torch.cat([nets["timm"](chunk) for chunk in images.split(32)])
-        for label, dtype in [("resnetlab optimized fp32", "fp32"), ("resnetlab optimized bf16", "bf16")]:
-            model = resnetlab.optimize_for_inference(nets["resnetlab"], dtype=dtype)
+        for label, options in [("resnetlab optimized fp32", {}), ("resnetlab optimized bf16", dict(dtype="bf16")),
+                               ("resnetlab optimized fp32, onnxruntime", dict(backend="onnxruntime"))]:
+            if "onnxruntime" in label and expected.device.type != "cpu":
+                continue
+            model = resnetlab.optimize_for_inference(nets["resnetlab"], **options)
             got = torch.cat([model(chunk) for chunk in images.split(32)])
             error = ((got - expected).abs().max() / expected.abs().max()).item()
             agree = (got.argmax(1) == expected.argmax(1)).float().mean().item()
@@ -89,17 +90,6 @@ def trained_agreement(path, device) -> list[list]:
     agree = 100 * (predictions["fp32"] == predictions["bf16"]).float().mean().item()
     return [[f"{meta['model']} ({path}), {len(test)} test images, one view", f"{accuracy['fp32']:.2f}%",
              f"{accuracy['bf16']:.2f}%", f"{agree:.2f}%"]]
-
-
-def onnx_runner(model, batch: int, directory: Path):
-    import onnxruntime
-
-    path = resnetlab.export_onnx(model, directory / "model.onnx", verify=False)
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    x = torch.randn(batch, 3, 224, 224).numpy()
-    return lambda: session.run(["logits"], {"images": x})
 
 
 def main() -> None:
@@ -136,11 +126,11 @@ def main() -> None:
             }
             if args.no_compile:
                 variants = {label: v for label, v in variants.items() if "compiled" not in label}
+            if device.type == "cpu":  # ONNX Runtime's CUDA provider is not part of the onnx extra
+                variants["resnetlab optimized fp32, onnxruntime"] = ("fp32", optimize(nets["resnetlab"],
+                                                                                       backend="onnxruntime"))
             runners = {label: (lambda model=model: model(x), batch) for label, (_, model) in variants.items()}
-            with tempfile.TemporaryDirectory() as directory, torch.inference_mode():
-                if device.type == "cpu":  # ONNX Runtime's CUDA provider is not part of the onnx extra
-                    variants["ONNX Runtime (fp32)"] = ("fp32", None)
-                    runners["ONNX Runtime (fp32)"] = (onnx_runner(nets["resnetlab"], batch, Path(directory)), batch)
+            with torch.inference_mode():
                 rates = interleaved_rates(runners, device, rounds=args.rounds, seconds=args.seconds)
             base = rates["timm eager (fp32, NCHW)"]
             rows = [[label, f"{rate:,.1f}", f"{rate / base:.2f}x", f"{rate * flops / 1e9:,.0f}",

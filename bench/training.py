@@ -2,7 +2,7 @@
 step from the plain loop to what `resnetlab train` runs, against the measured matmul peak.
 
 Usage: python bench/training.py [--device cpu] [--rounds 5] [--seconds 2] [--data-dir DIR]
-                                [--skip-resnet50] [--no-compile]
+                                [--skip-resnet50] [--no-compile] [--default-malloc]
 Rows (measured in one run, taking turns; bench/common.py):
   plain loop        model(x), cross_entropy, zero_grad, backward, SGD step: fp32, NCHW, the
                     batches already normalised in memory (no augmentation: a lower bound on

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import resnetlab
-from resnetlab.inference import InferenceModel, export_onnx, fold_batchnorm, optimize_for_inference
+from resnetlab.inference import InferenceModel, fold_batchnorm, optimize_for_inference
 
 from conftest import calibrate_batchnorm, randomize_batchnorm, relative_error
 
@@ -25,7 +25,7 @@ def images():
 
 
 @pytest.mark.parametrize("name", IMAGENET_FAMILY)
-def test_every_optimization_gives_the_eager_logits(name, images, tmp_path):
+def test_every_optimization_gives_the_eager_logits(name, images):
     model = trained_like(name, images)
     with torch.no_grad():
         expected = model(images)
@@ -33,12 +33,8 @@ def test_every_optimization_gives_the_eager_logits(name, images, tmp_path):
                     dict(), dict(compile=True)]:
         optimized = optimize_for_inference(model, **options)
         assert relative_error(optimized(images), expected) < 1e-4, options
-    onnx_path = export_onnx(optimized.model, tmp_path / "model.onnx", input_size=(3, 64, 64), verify=False)
-    import onnxruntime
-
-    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    (logits,) = session.run(["logits"], {"images": images.numpy()})
-    assert relative_error(torch.from_numpy(logits), expected) < 1e-4
+    onnxruntime_model = optimize_for_inference(model, backend="onnxruntime")  # export_onnx, then a session
+    assert relative_error(onnxruntime_model(images), expected) < 1e-4
 
     bf16 = optimize_for_inference(model, dtype=torch.bfloat16)
     got = bf16(images)
@@ -58,6 +54,16 @@ def test_compiling_on_the_cpu_prepacks_every_conv(images):
     optimize_for_inference(model, compile=True)(images)
     convs = sum(isinstance(m, torch.nn.Conv2d) for m in model.modules())
     assert counters["inductor"]["mkldnn_conv_weight_pack_matcher_count"] == convs
+
+
+def test_onnxruntime_exports_each_image_size_once(images):
+    model = trained_like("resnet18", images)
+    optimized = optimize_for_inference(model, backend="onnxruntime")
+    for x in (images, images[:1], images[:, :, :32, :48]):  # a new batch size reuses the export
+        with torch.no_grad():
+            assert relative_error(optimized(x), model(x)) < 1e-4
+    assert sorted(optimized.network.sessions) == [(3, 32, 48), (3, 64, 64)]
+    assert not optimized.network.state_dict()  # the weights are the InferenceModel's, held once
 
 
 def test_the_original_model_is_left_untouched(images):
@@ -84,6 +90,9 @@ def test_folding_needs_eval_mode_and_a_conv_before_every_bn():
 @pytest.mark.parametrize("kwargs, error, message", [
     (dict(dtype=torch.int8), ValueError, "float32, bfloat16 or float16"),
     (dict(dtype="half-ish"), ValueError, "expected one of fp32, bf16, fp16"),
+    (dict(backend="tensorrt"), ValueError, "expected one of torch, onnxruntime"),
+    (dict(backend="onnxruntime", dtype="bf16"), ValueError, "fp32 only"),
+    (dict(backend="onnxruntime", compile=True), ValueError, "compile is for backend='torch'"),
 ])
 def test_bad_options_are_named(kwargs, error, message):
     with pytest.raises(error, match=message):
