@@ -44,16 +44,21 @@ def test_every_optimization_gives_the_eager_logits(name, images):
 
 
 @pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="weight pre-packing is oneDNN's")
-def test_compiling_on_the_cpu_prepacks_every_conv(images):
+def test_compiling_on_the_cpu_prepacks_every_conv_of_every_model(images):
     """Freezing must be in force when dynamo traces, or the weights stay graph inputs and
-    inductor packs no conv for oneDNN (what options={"freezing": True} alone gives)."""
+    inductor packs no conv for oneDNN (what options={"freezing": True} alone gives). And every
+    optimized model compiles, however many came before it: all ResNets share one forward, and
+    dynamo runs it eager once its cache holds recompile_limit entries (lowered here to 1)."""
     from torch._dynamo.utils import counters
 
-    model = trained_like("resnet18", images)
-    counters.clear()
-    optimize_for_inference(model, compile=True)(images)
-    convs = sum(isinstance(m, torch.nn.Conv2d) for m in model.modules())
-    assert counters["inductor"]["mkldnn_conv_weight_pack_matcher_count"] == convs
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        model = trained_like("resnet18", images)
+        counters.clear()
+        with torch._dynamo.config.patch(recompile_limit=1):
+            optimize_for_inference(model, compile=True)(images)
+        convs = sum(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+        assert counters["inductor"]["mkldnn_conv_weight_pack_matcher_count"] == convs, seed
 
 
 def test_onnxruntime_exports_each_image_size_once(images):

@@ -44,13 +44,14 @@ class InferenceModel(nn.Module):
     bad input gets the same error as from the eager model."""
 
     def __init__(self, model: ResNet, network: nn.Module, dtype: torch.dtype, memory_format: torch.memory_format,
-                 freeze: bool = False):
+                 compiled: bool = False, freeze: bool = False):
         super().__init__()
         self.model = model  # the converted network: its config, check_input, weights
-        self.network = network  # what runs: `model` itself or its compiled form
+        self.network = network  # what runs: `model` itself, its compiled form or ONNX Runtime sessions
         self.dtype = dtype
         self.memory_format = memory_format
         self.num_classes = model.num_classes
+        self.compiled = compiled  # network is torch.compile's: its calls need _compiling's settings
         self.freeze = freeze
         self.eval()
 
@@ -62,7 +63,7 @@ class InferenceModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.model.check_input(x)
         x = x.to(dtype=self.dtype, memory_format=self.memory_format)
-        with _freezing() if self.freeze else contextlib.nullcontext():
+        with _compiling(self.freeze) if self.compiled else contextlib.nullcontext():
             return self.network(x).float()
 
     def train(self, mode: bool = True) -> "InferenceModel":
@@ -108,17 +109,28 @@ def optimize_for_inference(model: ResNet, *, dtype: torch.dtype | str = torch.fl
     freeze = compile and next(model.parameters()).device.type == "cpu"
     if compile:
         network = torch.compile(model)
-    return InferenceModel(model, network, dtype, memory_format, freeze=freeze)
+    return InferenceModel(model, network, dtype, memory_format, compiled=compile, freeze=freeze)
 
 
-def _freezing():
-    """Inductor's freezing, for the calls that compile. It must be on while dynamo traces, not
-    only while inductor compiles: dynamo decides then whether the parameters become constants
-    of the graph, and `torch.compile(options={"freezing": True})` turns it on too late for that
-    (the graph keeps its weights as inputs, and no conv is pre-packed or fused)."""
+def _compiling(freeze: bool) -> contextlib.ExitStack:
+    """Settings for the calls that may compile.
+
+    Freezing must be on while dynamo traces, not only while inductor compiles: dynamo decides
+    then whether the parameters become constants of the graph, and `torch.compile(options=
+    {"freezing": True})` turns it on too late for that (the graph keeps its weights as inputs,
+    and no conv is pre-packed or fused).
+
+    Every ResNet's forward is one code object to dynamo, so each optimized model adds an entry
+    to that one cache; past `recompile_limit` (8) more models would silently run eager."""
+    import torch._dynamo.config
     import torch._inductor.config
 
-    return torch._inductor.config.patch(freezing=True)
+    settings = contextlib.ExitStack()
+    limit = max(torch._dynamo.config.recompile_limit, 256)
+    settings.enter_context(torch._dynamo.config.patch(recompile_limit=limit))
+    if freeze:
+        settings.enter_context(torch._inductor.config.patch(freezing=True))
+    return settings
 
 
 def _onnxruntime_model(model: ResNet, dtype: torch.dtype, fold_bn: bool, compile: bool) -> InferenceModel:
