@@ -2,6 +2,7 @@
 freed (no mmap per block, no trim); without it (the opt-out), every large block is a fresh mmap."""
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -30,8 +31,6 @@ PROBE = textwrap.dedent("""
 
 
 def probe(**env) -> dict:
-    import os
-
     result = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True,
                             env={**os.environ, **env})
     return json.loads(result.stdout.splitlines()[-1])

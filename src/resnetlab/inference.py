@@ -44,7 +44,7 @@ class InferenceModel(nn.Module):
     bad input gets the same error as from the eager model."""
 
     def __init__(self, model: ResNet, network: nn.Module, dtype: torch.dtype, memory_format: torch.memory_format,
-                 compiled: bool = False, freeze: bool = False):
+                 compiled: bool = False):
         super().__init__()
         self.model = model  # the converted network: its config, check_input, weights
         self.network = network  # what runs: `model` itself, its compiled form or ONNX Runtime sessions
@@ -52,7 +52,6 @@ class InferenceModel(nn.Module):
         self.memory_format = memory_format
         self.num_classes = model.num_classes
         self.compiled = compiled  # network is torch.compile's: its calls need _compiling's settings
-        self.freeze = freeze
         self.eval()
 
     @property
@@ -63,7 +62,7 @@ class InferenceModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.model.check_input(x)
         x = x.to(dtype=self.dtype, memory_format=self.memory_format)
-        with _compiling(self.freeze) if self.compiled else contextlib.nullcontext():
+        with _compiling(freeze=x.device.type == "cpu") if self.compiled else contextlib.nullcontext():
             return self.network(x).float()
 
     def train(self, mode: bool = True) -> "InferenceModel":
@@ -98,22 +97,25 @@ def optimize_for_inference(model: ResNet, *, dtype: torch.dtype | str = torch.fl
         raise ValueError(f"expected dtype float32, bfloat16 or float16, got {dtype}")
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}: expected one of {', '.join(BACKENDS)}")
-    if backend == "onnxruntime":
-        return _onnxruntime_model(model, dtype, fold_bn, compile)
+    onnxruntime = backend == "onnxruntime"
+    if onnxruntime:
+        _check_onnxruntime_options(model, dtype, compile)
     model = copy.deepcopy(model).eval()
     if fold_bn:
         fold_batchnorm(model)
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    # ONNX Runtime takes NCHW and picks its own layout
+    memory_format = torch.channels_last if channels_last and not onnxruntime else torch.contiguous_format
     model = model.to(dtype=dtype, memory_format=memory_format).requires_grad_(False)
     network = model
-    freeze = compile and next(model.parameters()).device.type == "cpu"
-    if compile:
+    if onnxruntime:
+        network = OnnxRuntimeNetwork(model)
+    elif compile:
         network = torch.compile(model)
-    return InferenceModel(model, network, dtype, memory_format, compiled=compile, freeze=freeze)
+    return InferenceModel(model, network, dtype, memory_format, compiled=compile)
 
 
 def _compiling(freeze: bool) -> contextlib.ExitStack:
-    """Settings for the calls that may compile.
+    """Settings for the calls that may compile; `freeze` on the CPU, where oneDNN pre-packs.
 
     Freezing must be on while dynamo traces, not only while inductor compiles: dynamo decides
     then whether the parameters become constants of the graph, and `torch.compile(options=
@@ -133,7 +135,7 @@ def _compiling(freeze: bool) -> contextlib.ExitStack:
     return settings
 
 
-def _onnxruntime_model(model: ResNet, dtype: torch.dtype, fold_bn: bool, compile: bool) -> InferenceModel:
+def _check_onnxruntime_options(model: ResNet, dtype: torch.dtype, compile: bool) -> None:
     if dtype != torch.float32:
         raise ValueError(f"the onnxruntime backend runs fp32 only, got dtype {dtype}; use backend='torch' for it")
     if compile:
@@ -141,11 +143,6 @@ def _onnxruntime_model(model: ResNet, dtype: torch.dtype, fold_bn: bool, compile
     if next(model.parameters()).device.type != "cpu":
         raise ValueError("the onnxruntime backend runs on the CPU: move the model there first (model.cpu())")
     _import_onnxruntime()
-    model = copy.deepcopy(model).eval()
-    if fold_bn:
-        fold_batchnorm(model)
-    model = model.float().requires_grad_(False)
-    return InferenceModel(model, OnnxRuntimeNetwork(model), torch.float32, torch.contiguous_format)
 
 
 class OnnxRuntimeNetwork(nn.Module):
@@ -161,7 +158,7 @@ class OnnxRuntimeNetwork(nn.Module):
         size = tuple(x.shape[1:])
         if size not in self.sessions:
             self.sessions[size] = self._session(size)
-        (logits,) = self.sessions[size].run(["logits"], {"images": x.float().contiguous().numpy()})
+        (logits,) = self.sessions[size].run(["logits"], {"images": x.numpy()})  # fp32 NCHW: InferenceModel's
         return torch.from_numpy(logits)
 
     def _session(self, input_size: tuple[int, ...]):
@@ -171,8 +168,10 @@ class OnnxRuntimeNetwork(nn.Module):
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()  # the threads torch would use, not every core
         with tempfile.TemporaryDirectory() as folder:
-            path = export_onnx(self._model[0], Path(folder) / "model.onnx", input_size=input_size)
-            return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            path = export_onnx(self._model[0], Path(folder) / "model.onnx", input_size=input_size, verify=False)
+            session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        _check_session(self._model[0], session, input_size)  # export_onnx's check, on the session kept
+        return session
 
 
 def export_onnx(model: nn.Module, path: str | Path, *, input_size=(3, 224, 224), verify: bool = True,
@@ -207,8 +206,11 @@ def _import_onnxruntime():
 
 
 def _verify_onnx(model: nn.Module, path: Path, input_size, rtol: float) -> None:
-    onnxruntime = _import_onnxruntime()
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = _import_onnxruntime().InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    _check_session(model, session, input_size, rtol)
+
+
+def _check_session(model: nn.Module, session, input_size, rtol: float = 1e-4) -> None:
     for batch in (1, 3):  # a batch size other than the example's: the dynamic dimension works
         x = torch.randn(batch, *input_size, generator=torch.Generator().manual_seed(batch))
         with torch.no_grad():
