@@ -3,7 +3,7 @@ optimized, compiled network (torch.profiler), against the matmul peak and agains
 the same shape.
 
 Usage: python bench/inference_limits.py [--model resnet50] [--batch 16] [--dtype bf16]
-                                        [--device cpu] [--rounds 5] [--seconds 1] [--calls 10]
+                                        [--rounds 5] [--seconds 1] [--calls 10]
                                         [--default-malloc]
 The network runs as `optimize_for_inference(model, dtype=..., compile=True)` makes it: BN
 folded, channels_last, weights frozen so that oneDNN pre-packs them and fuses each conv's bias,
@@ -80,6 +80,8 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=10, help="profiled batches")
     args = parser.parse_args()
     device = torch.device(args.device)
+    if device.type != "cpu":  # the profile's CPU time of a GPU op is its launch, not its run
+        parser.error(f"this script profiles the CPU's kernels; on {device.type} run inference.py for the speed")
     peak = header(f"What limits {args.model} inference", device, args)[args.dtype]
     dtype = DTYPES[args.dtype]
 

@@ -1,7 +1,7 @@
 """What limits resnetlab's fastest ResNet-20 training step: where a step's time goes, and how
 fast each convolution of the network runs forward and backward on its own.
 
-Usage: python bench/training_limits.py [--device cpu] [--steps 20] [--rounds 5] [--seconds 0.5]
+Usage: python bench/training_limits.py [--steps 20] [--rounds 5] [--seconds 0.5]
                                        [--data-dir DIR] [--default-malloc]
 Part 1 profiles the trainer step of bench/training.py (bf16 autocast, channels_last, compiled:
 what `resnetlab train` runs on this machine) with torch.profiler and sorts the time into the
@@ -96,6 +96,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="profiled steps")
     args = parser.parse_args()
     device = torch.device(args.device)
+    if device.type != "cpu":  # the profile's CPU time of a GPU op is its launch, not its run
+        parser.error(f"this script profiles the CPU's kernels; on {device.type} run training.py for the speed")
     peak = header("What limits the ResNet-20 training step", device, args)["bf16"]
 
     dataset = load_dataset("fashion-mnist", args.data_dir)
