@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import collections
 import platform
 
 import torch
@@ -49,3 +50,17 @@ def header(title: str, device: torch.device, args: argparse.Namespace) -> dict[s
     peak = {"fp32": matmul_peak(torch.float32, device), "bf16": matmul_peak(torch.bfloat16, device)}
     print(f"matmul peak (4096x4096): fp32 {peak['fp32'] / 1e9:,.0f} GFLOP/s, bf16 {peak['bf16'] / 1e9:,.0f} GFLOP/s\n")
     return peak
+
+
+def conv_layers(model: torch.nn.Module, image_shape) -> collections.Counter:
+    """(in, out, kernel, stride, input side, output side) of every conv that a forward pass over
+    `image_shape` images runs, counted."""
+    layers = collections.Counter()
+    hooks = [conv.register_forward_hook(lambda m, args, out: layers.update(
+        [(m.in_channels, m.out_channels, m.kernel_size[0], m.stride[0], args[0].shape[-1], out.shape[-1])]))
+        for conv in model.modules() if isinstance(conv, torch.nn.Conv2d)]
+    with torch.no_grad():
+        model(torch.zeros(1, *image_shape))
+    for hook in hooks:
+        hook.remove()
+    return layers

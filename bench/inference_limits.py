@@ -18,25 +18,10 @@ from __future__ import annotations
 import collections
 
 import torch
-from torch import nn
 
 import resnetlab
-from common import common_arguments, header, interleaved_rates, markdown
-
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-
-
-def conv_strides(model: nn.Module) -> dict[tuple, int]:
-    """(in, out, kernel, input side) -> stride of every conv for 224x224 images."""
-    strides = {}
-    hooks = [conv.register_forward_hook(lambda m, args, out: strides.update(
-        {(m.in_channels, m.out_channels, m.kernel_size[0], args[0].shape[-1]): m.stride[0]}))
-        for conv in model.modules() if isinstance(conv, nn.Conv2d)]
-    with torch.no_grad():
-        model(torch.zeros(1, 3, 224, 224))
-    for hook in hooks:
-        hook.remove()
-    return strides
+from common import common_arguments, conv_layers, header, interleaved_rates, markdown
+from resnetlab.inference import DTYPES
 
 
 def conv_times(network, images: torch.Tensor, calls: int) -> tuple[dict[tuple, list], float]:
@@ -63,9 +48,8 @@ def conv_times(network, images: torch.Tensor, calls: int) -> tuple[dict[tuple, l
     return dict(convs), total
 
 
-def same_shape_matmul(shape, stride: int, batch: int, dtype: torch.dtype, device):
-    in_channels, out_channels, kernel, side = shape
-    out_side = (side + 2 * (kernel // 2) - kernel) // stride + 1
+def same_shape_matmul(layer, batch: int, dtype: torch.dtype, device):
+    in_channels, out_channels, kernel, _, _, out_side = layer
     rows, depth = batch * out_side**2, in_channels * kernel**2
     a = torch.randn(rows, depth, device=device, dtype=dtype)
     b = torch.randn(depth, out_channels, device=device, dtype=dtype)
@@ -76,7 +60,7 @@ def main() -> None:
     parser = common_arguments(__doc__, seconds=1.0)
     parser.add_argument("--model", default="resnet50")
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--dtype", default="bf16", choices=sorted(DTYPES))
+    parser.add_argument("--dtype", default="bf16", choices=("bf16", "fp32"))  # the measured peaks
     parser.add_argument("--calls", type=int, default=10, help="profiled batches")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -98,15 +82,20 @@ def main() -> None:
           f"{100 * whole * flops / peak:.0f}% of the {args.dtype} matmul peak\n")
 
     convs, profiled_ms = conv_times(network, images, args.calls)
-    strides = conv_strides(model)
+    # the profile names a conv by its input and weight: find its stride and output in the network
+    layers = {}
+    for layer in conv_layers(model, (3, 224, 224)):
+        in_channels, out_channels, kernel, _, side, _ = layer
+        layers[in_channels, out_channels, kernel, side] = layer
     rows, conv_ms = [], 0.0
     for shape, (ms, count) in sorted(convs.items(), key=lambda kv: (-kv[0][3], kv[0])):
-        matmul, conv_flops = same_shape_matmul(shape, strides[shape], args.batch, dtype, device)
+        layer = layers[shape]
+        matmul, conv_flops = same_shape_matmul(layer, args.batch, dtype, device)
         matmul_rate = interleaved_rates({"matmul": (matmul, conv_flops)}, device, rounds=3, seconds=0.3)["matmul"]
         conv_rate = conv_flops * count / (ms / 1e3)
         conv_ms += ms
-        in_channels, out_channels, kernel, side = shape
-        rows.append([f"{in_channels}->{out_channels}, {kernel}x{kernel}/{strides[shape]}, {side}x{side}", count,
+        in_channels, out_channels, kernel, stride, side, _ = layer
+        rows.append([f"{in_channels}->{out_channels}, {kernel}x{kernel}/{stride}, {side}x{side}", count,
                      f"{ms / count:.2f}", f"{conv_rate / 1e12:.2f} ({100 * conv_rate / peak:.0f}%)",
                      f"{matmul_rate / 1e12:.2f} ({100 * matmul_rate / peak:.0f}%)"])
     print(f"Inside the network (torch.profiler, {args.calls} batches: {profiled_ms:.1f} ms per batch):\n")

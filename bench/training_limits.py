@@ -21,7 +21,7 @@ import torch
 import torch._inductor.config
 
 import resnetlab
-from common import common_arguments, header, interleaved_rates, markdown
+from common import common_arguments, conv_layers, header, interleaved_rates, markdown
 from resnetlab.data import load_dataset
 from resnetlab.engine import make_loaders, make_normalize
 from resnetlab.recipes import make_config
@@ -57,36 +57,22 @@ def step_profile(step, steps: int) -> dict[str, float]:
     return dict(times)
 
 
-def conv_shapes(model: torch.nn.Module, image_shape) -> collections.Counter:
-    """(in, out, input side, stride) of every conv for a batch of `image_shape` images, counted."""
-    shapes = collections.Counter()
-    hooks = [conv.register_forward_hook(lambda m, args, out: shapes.update(
-        [(m.in_channels, m.out_channels, args[0].shape[-1], m.stride[0])]))
-        for conv in model.modules() if isinstance(conv, torch.nn.Conv2d)]
-    with torch.no_grad():
-        model(torch.zeros(2, *image_shape))
-    for hook in hooks:
-        hook.remove()
-    return shapes
-
-
-def conv_runners(in_channels: int, out_channels: int, side: int, stride: int, device):
-    """Forward, input gradient and weight gradient of one 3x3 conv, bf16 channels_last."""
+def conv_runners(in_channels: int, out_channels: int, kernel: int, stride: int, side: int, out_side: int, device):
+    """Forward, input gradient and weight gradient of one conv, bf16 channels_last."""
     def tensor(*shape):
         return torch.randn(*shape, device=device, dtype=torch.bfloat16).contiguous(memory_format=torch.channels_last)
     x = tensor(BATCH, in_channels, side, side)  # as the loader lays out a batch
     # as model.to(memory_format=...) lays out a weight: with one input channel, the strides of
     # .contiguous() would be NCHW's (both layouts fit them) and oneDNN would pick a slower path
-    weight = torch.randn(out_channels, in_channels, 3, 3, device=device, dtype=torch.bfloat16)
+    weight = torch.randn(out_channels, in_channels, kernel, kernel, device=device, dtype=torch.bfloat16)
     weight = weight.to(memory_format=torch.channels_last)
-    out_side = (side - 1) // stride + 1
     grad = tensor(BATCH, out_channels, out_side, out_side)
 
     def backward(mask):
-        return lambda: torch.ops.aten.convolution_backward(grad, x, weight, None, [stride] * 2, [1, 1], [1, 1],
-                                                           False, [0, 0], 1, mask)
-    flops = 2 * BATCH * out_side**2 * out_channels * in_channels * 9
-    return {"forward": lambda: torch.nn.functional.conv2d(x, weight, stride=stride, padding=1),
+        return lambda: torch.ops.aten.convolution_backward(grad, x, weight, None, [stride] * 2, [kernel // 2] * 2,
+                                                           [1, 1], False, [0, 0], 1, mask)
+    flops = 2 * BATCH * out_side**2 * out_channels * in_channels * kernel**2
+    return {"forward": lambda: torch.nn.functional.conv2d(x, weight, stride=stride, padding=kernel // 2),
             "input gradient": backward([True, False, False]),
             "weight gradient": backward([False, True, False])}, flops
 
@@ -117,9 +103,10 @@ def main() -> None:
     print(f"\n## Each convolution on its own (bf16, channels_last, batch {BATCH}; ms per call, "
           f"share of the bf16 matmul peak)\n")
     rows, totals = [], collections.Counter()
-    shapes = conv_shapes(model, dataset.image_shape)
-    for (cin, cout, side, stride), count in sorted(shapes.items()):
-        runners, flops = conv_runners(cin, cout, side, stride, device)
+    layers = conv_layers(model, dataset.image_shape)
+    for layer, count in sorted(layers.items(), key=lambda kv: (-kv[0][4], kv[0])):
+        cin, cout, _, stride, side, _ = layer
+        runners, flops = conv_runners(*layer, device)
         rates = interleaved_rates({part: (call, 1) for part, call in runners.items()}, device,
                                   rounds=args.rounds, seconds=args.seconds)
         cells = []
@@ -131,7 +118,7 @@ def main() -> None:
             totals[part] += count * 1e3 / calls_per_second
             cells.append(f"{1e3 / calls_per_second:.2f} ({100 * calls_per_second * flops / peak:.0f}%)")
         rows.append([f"{cin}->{cout}, {side}x{side}, stride {stride}", count, *cells])
-    rows.append(["all convs of a step", sum(shapes.values()), *(f"{totals[part]:.1f}" for part in runners)])
+    rows.append(["all convs of a step", sum(layers.values()), *(f"{totals[part]:.1f}" for part in runners)])
     print(markdown(["conv", "count", *runners], rows))
 
 
