@@ -97,7 +97,8 @@ def main() -> None:
     parser.add_argument("--models", default="resnet18,resnet50")
     parser.add_argument("--batches", default="1,16")
     parser.add_argument("--checkpoint", default=None, help="a trained checkpoint for the bf16 agreement check")
-    parser.add_argument("--no-compile", action="store_true", help="leave out the compiled rows (compiling takes minutes)")
+    parser.add_argument("--no-compile", action="store_true",
+                        help="leave out the compiled rows (compiling takes minutes)")
     args = parser.parse_args()
     device = torch.device(args.device)
     peak = header("Inference, 224x224", device, args)
@@ -119,7 +120,8 @@ def main() -> None:
                 "torchvision eager": ("fp32", nets["torchvision"]),
                 "resnetlab eager": ("fp32", nets["resnetlab"]),
                 "resnetlab optimized fp32": ("fp32", optimize(nets["resnetlab"])),
-                "resnetlab optimized fp32, compiled": ("fp32", optimize(nets["resnetlab"], compile=not args.no_compile)),
+                "resnetlab optimized fp32, compiled": ("fp32", optimize(nets["resnetlab"],
+                                                                       compile=not args.no_compile)),
                 "resnetlab optimized bf16": ("bf16", optimize(nets["resnetlab"], dtype="bf16")),
                 "resnetlab optimized bf16, compiled": ("bf16", optimize(nets["resnetlab"], dtype="bf16",
                                                                         compile=not args.no_compile)),

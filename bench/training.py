@@ -25,7 +25,8 @@ import torch.nn.functional as F
 import resnetlab
 from common import common_arguments, header, interleaved_rates, markdown
 from resnetlab.data import Dataset, Split, load_dataset
-from resnetlab.engine import TrainState, make_loaders, make_normalize, make_optimizer, resolve_precision, train_step
+from resnetlab.device import resolve_precision
+from resnetlab.engine import TrainState, make_optimizer, train_step
 from resnetlab.recipes import make_config
 
 torch.backends.cuda.matmul.allow_tf32 = False
@@ -77,12 +78,12 @@ def trainer_step(cfg, batches, num_classes: int, in_chans: int, device, *, preci
 
 
 def table(name: str, dataset: Dataset, batch_size: int, device, args, peak) -> None:
-    cfg = make_config("fast", model=name, batch_size=batch_size, data=dataset.name)
+    cfg = make_config("fast", model=name, batch_size=batch_size)
     precision = resolve_precision("auto", device)
     num_classes, in_chans = dataset.num_classes, dataset.image_shape[0]
-    normalize = make_normalize(cfg, dataset)
-    train, _ = make_loaders(cfg, dataset, normalize, device, channels_last=True)
-    plain_batches, _ = make_loaders(cfg, dataset, normalize, device, channels_last=False)
+    normalize = dataset.normalization(per_pixel=cfg.normalize == "per-pixel")
+    train, _ = dataset.loaders(cfg, normalize, device=device, channels_last=True)
+    plain_batches, _ = dataset.loaders(cfg, normalize, device=device, channels_last=False)
     batches = list(itertools.islice(plain_batches.batches(0), 8))
     common = (batches, num_classes, in_chans, device)
     compile = not args.no_compile

@@ -23,7 +23,6 @@ import torch._inductor.config
 import resnetlab
 from common import common_arguments, conv_layers, header, interleaved_rates, markdown
 from resnetlab.data import load_dataset
-from resnetlab.engine import make_loaders, make_normalize
 from resnetlab.recipes import make_config
 from training import trainer_step
 
@@ -88,7 +87,8 @@ def main() -> None:
 
     dataset = load_dataset("fashion-mnist", args.data_dir)
     cfg = make_config("fast", model="resnet20", batch_size=BATCH, data=dataset.name)
-    loader, _ = make_loaders(cfg, dataset, make_normalize(cfg, dataset), device, channels_last=False)
+    normalize = dataset.normalization(per_pixel=cfg.normalize == "per-pixel")
+    loader, _ = dataset.loaders(cfg, normalize, device=device, channels_last=False)
     batches = list(itertools.islice(loader.batches(0), 8))
     torch._inductor.config.cpp.enable_kernel_profile = True  # name inductor's kernels in the profile
     step = trainer_step(cfg, batches, dataset.num_classes, dataset.image_shape[0], device, precision="bf16",
@@ -96,7 +96,8 @@ def main() -> None:
     times = step_profile(step, args.steps)
     total = sum(times.values())
     print(f"## Where a step goes (bf16, channels_last, compiled; batch {BATCH}; torch.profiler, {args.steps} steps)\n")
-    rows = [[name, f"{ms:.1f}", f"{100 * ms / total:.0f}%"] for name, ms in sorted(times.items(), key=lambda kv: -kv[1])]
+    by_time = sorted(times.items(), key=lambda kv: -kv[1])
+    rows = [[name, f"{ms:.1f}", f"{100 * ms / total:.0f}%"] for name, ms in by_time]
     print(markdown(["part", "ms per step", "share"], rows + [["step (under the profiler)", f"{total:.1f}", "100%"]]))
 
     model = resnetlab.create_model("resnet20", num_classes=dataset.num_classes, in_chans=dataset.image_shape[0])

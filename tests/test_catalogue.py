@@ -15,13 +15,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import resnetlab
+from conftest import write_cifar
 from resnetlab.cli import main
 from resnetlab.data import load_dataset
 from resnetlab.model import ResNet, ResNetConfig
 from resnetlab.recipes import make_config
 from resnetlab.zoo import cifar_config
-
-from conftest import write_cifar
 
 RELIABILITY = Path(__file__).parents[1] / "docs" / "reliability.md"
 
@@ -175,7 +174,8 @@ def data_cases(tmp):
         "cifar-missing-key": (cifar_missing_key, raises(ValueError, "expected a dict with b'data'")),
         "unknown-dataset": (lambda: load_dataset("imagenet22k"), raises(ValueError, "unknown dataset")),
         "imagefolder-non-image-file": (non_image_ignored, lambda call: call()),
-        "imagefolder-corrupt-image": (folder_train(corrupt_image), raises(ValueError, "cannot read image .*broken.png")),
+        "imagefolder-corrupt-image": (folder_train(corrupt_image),
+                                      raises(ValueError, "cannot read image .*broken.png")),
         "imagefolder-missing": (lambda: load_dataset("imagefolder", tmp / "no-folder"),
                                 raises(FileNotFoundError, "expected an image folder")),
         "imagefolder-odd-modes-and-sizes": (odd_ok, lambda call: call()),
@@ -214,7 +214,8 @@ def cli_cases(tmp):
         "cli-batch-larger-than-data": (["train", "--batch-size", "100000", "--max-steps", "1", "--out", tmp / "big"], 1,
                                        "larger than the dataset"),
         "cli-eval-missing-checkpoint": (["eval", "--checkpoint", tmp / "none.pt"], 1, "not found"),
-        "cli-eval-weights-not-checkpoint": (["eval", "--checkpoint", weights], 1, "not a resnetlab training checkpoint"),
+        "cli-eval-weights-not-checkpoint": (["eval", "--checkpoint", weights], 1,
+                                            "not a resnetlab training checkpoint"),
         "cli-predict-not-an-image": (["predict", "--checkpoint", weights, not_image], 1, "not a resnetlab|cannot read"),
         "cli-predict-missing-image": (["predict", "--checkpoint", weights, tmp / "absent.png"], 1, "image not found"),
     }
@@ -232,7 +233,8 @@ DATA_IDS = ["idx-truncated", "idx-wrong-magic", "idx-labels-out-of-range", "idx-
             "imagefolder-odd-modes-and-sizes"]
 CLI_IDS = ["cli-epochs-and-max-steps", "cli-batch-not-a-number", "cli-negative-lr", "cli-unknown-model",
            "cli-unknown-data", "cli-summary-unknown-model", "cli-export-unknown-format", "cli-reproduce-unknown",
-           "cli-out-holds-a-run", "cli-out-not-writable", "cli-resume-without-checkpoint", "cli-model-too-deep-for-28px",
+           "cli-out-holds-a-run", "cli-out-not-writable", "cli-resume-without-checkpoint",
+           "cli-model-too-deep-for-28px",
            "cli-batch-larger-than-data", "cli-eval-missing-checkpoint", "cli-eval-weights-not-checkpoint",
            "cli-predict-not-an-image", "cli-predict-missing-image"]
 

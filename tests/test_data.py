@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import write_cifar
 from resnetlab.data import InMemoryLoader, Split, load_dataset
 from resnetlab.data.augment import Normalize, random_crop, random_flip
 from resnetlab.data.cifar import load_cifar
 from resnetlab.data.idx import FILES, read_idx
-
-from conftest import write_cifar
 
 
 def write_idx(path, array, gz=True):
@@ -109,6 +108,31 @@ class _Payload:
 
     def __reduce__(self):
         return (exec, (f"open({str(self.marker)!r}, 'w').close()",))
+
+
+def test_cifar_download_is_verified_and_an_offline_failure_says_what_to_do(tmp_path, monkeypatch):
+    """The real download path, served from a local file:// archive."""
+    import hashlib
+    import tarfile
+
+    from resnetlab.data import cifar
+
+    write_cifar(tmp_path / "server" / "cifar-10-batches-py")
+    archive = tmp_path / "server" / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tmp_path / "server" / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    layout = dict(cifar.LAYOUTS["cifar10"], url=archive.as_uri(), md5=hashlib.md5(archive.read_bytes()).hexdigest())
+    monkeypatch.setitem(cifar.LAYOUTS, "cifar10", layout)
+    train_x, *_ = load_cifar("cifar10", tmp_path / "data", download=True)
+    assert train_x.shape[1:] == (3, 32, 32) and (tmp_path / "data" / archive.name).is_file()
+
+    monkeypatch.setitem(cifar.LAYOUTS, "cifar10", dict(layout, md5="0" * 32))
+    with pytest.raises(OSError, match="does not match its published MD5.*pass --data-dir"):
+        load_cifar("cifar10", tmp_path / "tampered", download=True)
+    assert not (tmp_path / "tampered" / archive.name).exists()
+    monkeypatch.setitem(cifar.LAYOUTS, "cifar10", dict(layout, url=(tmp_path / "absent.tar.gz").as_uri()))
+    with pytest.raises(OSError, match="could not download .*absent.tar.gz.*pass --data-dir DIR"):
+        load_cifar("cifar10", tmp_path / "offline", download=True)
 
 
 def test_cifar_pickle_with_code_is_refused_and_never_run(tmp_path):

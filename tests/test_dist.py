@@ -16,13 +16,15 @@ import torch
 # fp64) in some BN biases, and 20 SGD steps amplify any change of summation order: one process with 1
 # thread and with 2 threads already end 20 steps 1e-2 apart (measured). In fp64, 2 processes and 1 agree
 # to 1e-11, which is what this checks: the same global batch, augmentation, BN statistics and gradient.
-COMMON = ["train", "--max-steps", "20", "--batch-size", "32", "--precision", "fp64", "--no-compile", "--sync-bn", "--lr", "0.02",
+COMMON = ["train", "--max-steps", "20", "--batch-size", "32", "--precision", "fp64", "--no-compile", "--sync-bn",
+          "--lr", "0.02",
           "--val-split", "1000", "--eval-batch-size", "500", "--log-every", "5", "--quiet"]
 
 
 def resnetlab(*args, processes: int = 1, timeout: int = 300, wait: bool = True):
     launcher = [sys.executable, "-m", "resnetlab"] if processes == 1 else \
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", "-m", "resnetlab"]
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+         "-m", "resnetlab"]
     command = [*launcher, *map(str, args)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     if not wait:
@@ -57,7 +59,8 @@ def test_two_processes_with_sync_bn_end_with_the_weights_of_one(one_and_two):
 def test_one_and_two_processes_write_the_same_run_folder(one_and_two):
     one, two = one_and_two
     assert sorted(p.name for p in one.iterdir()) == sorted(p.name for p in two.iterdir())
-    rows = [[json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()] for folder in one_and_two]
+    rows = [[json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+            for folder in one_and_two]
     assert [r["step"] for r in rows[0]] == [r["step"] for r in rows[1]] == [20]
     assert rows[0][0].keys() == rows[1][0].keys()
     # metrics are reduced over ranks: the 2-process run counts every test image once

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from resnetlab.data import Dataset, Split, load_dataset
-from resnetlab.engine import TrainingDiverged, evaluate, fit
+from resnetlab.engine import TrainingDiverged, fit
 from resnetlab.recipes import TrainConfig, lr_at, make_config
+from resnetlab.scoring import evaluate
 
 
 @pytest.fixture(scope="module")
@@ -146,14 +147,41 @@ def test_compiled_training_follows_the_eager_run(tmp_path, fashion_subset):
 
 
 def test_compile_is_chosen_for_long_runs_where_inductor_can_build(monkeypatch):
-    from resnetlab import engine
+    from resnetlab import device as machine
 
     cpu = torch.device("cpu")
     cfg = TrainConfig()
-    monkeypatch.setattr(engine, "compiler_available", lambda device: True)
-    assert engine.pick_compile(cfg, cpu, engine.COMPILE_MIN_STEPS)
-    assert not engine.pick_compile(cfg, cpu, engine.COMPILE_MIN_STEPS - 1)
-    monkeypatch.setattr(engine, "compiler_available", lambda device: False)
-    assert not engine.pick_compile(cfg, cpu, 10**6)
-    assert engine.pick_compile(TrainConfig(compile=True), cpu, 1)
-    assert not engine.pick_compile(TrainConfig(compile=False), cpu, 10**6)
+    monkeypatch.setattr(machine, "compiler_available", lambda device: True)
+    assert machine.pick_compile(cfg, cpu, machine.COMPILE_MIN_STEPS)
+    assert not machine.pick_compile(cfg, cpu, machine.COMPILE_MIN_STEPS - 1)
+    monkeypatch.setattr(machine, "compiler_available", lambda device: False)
+    assert not machine.pick_compile(cfg, cpu, 10**6)
+    assert machine.pick_compile(TrainConfig(compile=True), cpu, 1)
+    assert not machine.pick_compile(TrainConfig(compile=False), cpu, 10**6)
+
+
+def test_a_checkpoint_of_an_earlier_version_loads_and_resumes(tmp_path, fashion_subset):
+    """Earlier versions kept an `optimizer: "sgd"` field in the config; their checkpoints still
+    load, evaluate and resume."""
+    from resnetlab.checkpoint import load_model
+
+    out = tmp_path / "run"
+    cfg = make_config("fast", max_steps=8, batch_size=64, out=str(out), save_every=4, eval_batch_size=500)
+    fit(cfg, dataset=fashion_subset, progress=False, stop_after=4)
+    checkpoint = torch.load(out / "last.pt", weights_only=True)
+    checkpoint["config"]["optimizer"] = "sgd"
+    torch.save(checkpoint, out / "last.pt")
+    model, meta = load_model(out / "last.pt")
+    assert TrainConfig.from_dict(meta["config"]).lr == cfg.lr and meta["step"] == 4
+    assert fit(cfg, dataset=fashion_subset, progress=False, resume=True).steps == 8
+
+
+def test_the_run_length_is_epochs_or_steps():
+    assert make_config("paper-cifar", epochs=3).max_steps is None
+    assert make_config("paper-cifar").max_steps == 64000
+    with pytest.raises(ValueError, match="as epochs or as max_steps, not both"):
+        make_config("fast", epochs=3, max_steps=10)
+    with pytest.raises(ValueError, match="unknown dataset 'imagenet'"):
+        make_config("fast", data="imagenet")
+    with pytest.raises(ValueError, match="unknown model"):
+        make_config("fast", model="resnet21")

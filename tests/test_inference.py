@@ -5,9 +5,8 @@ import pytest
 import torch
 
 import resnetlab
-from resnetlab.inference import InferenceModel, fold_batchnorm, optimize_for_inference
-
 from conftest import calibrate_batchnorm, randomize_batchnorm, relative_error
+from resnetlab.inference import InferenceModel, fold_batchnorm, optimize_for_inference
 
 IMAGENET_FAMILY = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "plain18", "plain34"]
 

@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 import resnetlab
-from resnetlab.model import Bottleneck, ProjectionShortcut, ZeroPadShortcut
 from conftest import calibrate_batchnorm, randomize_batchnorm, relative_error
+from resnetlab.model import Bottleneck, ProjectionShortcut, ZeroPadShortcut
 
 
 def small_input(model, batch=2):

@@ -3,7 +3,6 @@ and resume give bitwise the weights of an uninterrupted run; a full disk keeps t
 checkpoint; a pickle that would run code is refused by every load path, API and CLI."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -21,7 +20,7 @@ ARGS = ["train", "--max-steps", "30", "--save-every", "5", "--eval-every", "10",
 INJECT = r"""
 import io, os, signal, sys
 import torch
-import resnetlab.checkpoint as checkpoint, resnetlab.engine as engine
+import resnetlab.checkpoint as checkpoint, resnetlab.engine as engine, resnetlab.runfolder as runfolder
 from resnetlab.cli import main
 
 point, nth = sys.argv[1], int(sys.argv[2])
@@ -70,12 +69,12 @@ def evaluate(*a, **k):
     return real_evaluate(*a, **k)
 engine.evaluate = evaluate
 
-real_log = engine.RunFolder.log
+real_log = runfolder.RunFolder.log
 def log(self, row):
     real_log(self, row)
     if point == "after-metrics" and due():  # the row is written, its checkpoint is not
         die()
-engine.RunFolder.log = log
+runfolder.RunFolder.log = log
 
 sys.exit(main(sys.argv[3:]))
 """

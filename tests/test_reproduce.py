@@ -42,7 +42,8 @@ def test_degradation_quick_writes_figure_table_and_reuses_runs(tmp_path):
     assert len(list((out / "runs").glob("*/metrics.jsonl"))) == 8
     text = docs.read_text()
     assert "kept text" in text and "<!-- reproduce:degradation -->" in text
-    assert "figures/reproduce-degradation.png" in text and (tmp_path / "figures" / "reproduce-degradation.png").is_file()
+    assert "figures/reproduce-degradation.png" in text
+    assert (tmp_path / "figures" / "reproduce-degradation.png").is_file()
 
     # A second call reuses the finished runs: nothing is retrained, the table is the same.
     mtimes = {p: p.stat().st_mtime for p in (out / "runs").glob("*/last.pt")}
@@ -68,7 +69,8 @@ def test_shortcuts_quick_counts_the_projection_parameters(tmp_path):
 def test_bottleneck_quick_v1_costs_less_than_v15(tmp_path):
     result = reproduce("bottleneck", "--quick", "--out", tmp_path / "bottleneck")
     assert result.returncode == 0, result.stderr
-    rows = [line for line in (tmp_path / "bottleneck" / "report.md").read_text().splitlines() if line.startswith("| v1")]
+    report = (tmp_path / "bottleneck" / "report.md").read_text()
+    rows = [line for line in report.splitlines() if line.startswith("| v1")]
     macs = [float(row.split("|")[2].split()[0]) for row in rows]
     assert macs == [3.858, 4.089]  # Table 1's 3.8 G for the paper's v1; 4.1 G for v1.5 (PAPER.md)
     assert all(float(row.split("|")[4]) > 0 and float(row.split("|")[5]) > 0 for row in rows)

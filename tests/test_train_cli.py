@@ -2,7 +2,6 @@
 and resumed, then eval, predict and export on what they wrote."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -202,3 +201,56 @@ def test_image_folder_training_and_ten_crop(tmp_path):
     (tmp_path / "folder" / "val" / "dark" / "broken.png").write_bytes(b"not a png")
     broken = cli("eval", "--checkpoint", out / "last.pt")
     assert broken.returncode == 1 and "broken.png" in broken.stderr and "Traceback" not in broken.stderr
+
+
+def test_resuming_a_finished_run_changes_nothing(finished_run):
+    names = ("last.pt", "best.pt", "previous.pt", "metrics.jsonl", "config.json")
+    files = {name: (finished_run / name).read_bytes() for name in names}
+    for _ in range(2):
+        result = cli(*TRAIN, "--out", finished_run, "--resume")
+        assert result.returncode == 0, result.stderr
+        assert "after 24 steps" in result.stdout and "already finished: nothing trained" in result.stdout
+    assert {name: (finished_run / name).read_bytes() for name in files} == files
+
+
+def test_resume_refuses_a_flag_that_contradicts_the_run(finished_run):
+    before = (finished_run / "last.pt").read_bytes()
+    for flag, value in [("--model", "resnet56"), ("--data", "mnist"), ("--lr", "0.5"), ("--recipe", "paper-cifar")]:
+        result = cli(*TRAIN, "--out", finished_run, "--resume", flag, value)
+        assert result.returncode == 2, (flag, result.stderr)
+        assert f"{flag} {value} contradicts the run being resumed" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert (finished_run / "last.pt").read_bytes() == before
+
+
+def test_resume_with_more_steps_extends_the_run_and_says_how(tmp_path, finished_run):
+    import shutil
+
+    out = tmp_path / "extended"
+    shutil.copytree(finished_run, out)
+    args = [a for a in TRAIN if a not in ("--max-steps", "24")]
+    result = cli(*args, "--max-steps", "28", "--out", out, "--resume")
+    assert result.returncode == 0, result.stderr
+    assert "extending the run from 24 to 28 steps" in result.stderr
+    assert torch.load(out / "last.pt", weights_only=True)["step"] == 28
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows][-2:] == [24, 28]
+    assert json.loads((out / "config.json").read_text())["max_steps"] == 28
+
+
+def test_a_damaged_last_checkpoint_falls_back_to_the_previous_one(tmp_path, finished_run):
+    import shutil
+
+    out = tmp_path / "damaged"
+    shutil.copytree(finished_run, out)
+    whole = torch.load(finished_run / "last.pt", weights_only=True)
+    previous = torch.load(out / "previous.pt", weights_only=True)["step"]
+    assert previous == 20  # one save (every 4 steps) behind last.pt
+    (out / "last.pt").write_bytes(b"storage fault")
+    result = cli(*TRAIN, "--out", out, "--resume")
+    assert result.returncode == 0, result.stderr
+    assert f"resuming from previous.pt at step {previous}" in result.stderr
+    resumed = torch.load(out / "last.pt", weights_only=True)
+    assert resumed["step"] == 24
+    for key, value in whole["model"].items():  # the lost steps trained again, exactly
+        assert torch.equal(value, resumed["model"][key]), key

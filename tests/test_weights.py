@@ -12,8 +12,8 @@ import torchvision
 from safetensors.torch import save_file
 
 import resnetlab
-from resnetlab import weights
 from conftest import IMAGENET_MODELS, randomize_batchnorm, relative_error
+from resnetlab import weights
 
 
 def torchvision_model(name, seed=0):

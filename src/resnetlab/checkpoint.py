@@ -1,15 +1,28 @@
-"""Checkpoints that survive crashes and resume exactly.
+"""Checkpoints: the one place that knows their format, writes them and reads them back.
 
-A checkpoint is written to a temporary file in the same folder, flushed to disk (fsync), then
-renamed over the old one: at every moment either the previous or the new checkpoint is
-complete on disk. Only tensors, numbers, strings, lists and dicts go in, so every checkpoint
-loads with `torch.load(weights_only=True)`.
+A training checkpoint is a dict of tensors, numbers, strings, lists and dicts only, so it loads
+with `torch.load(weights_only=True)`:
+
+  model      the weights, in resnetlab layout
+  optimizer  the optimizer's state_dict
+  state      engine.TrainState (step, best accuracy, the sums since the last evaluation, clocks)
+  rng        every random stream (torch CPU and CUDA, numpy, Python)
+  config     the run's resolved TrainConfig
+  meta       what a user of the network needs: model name and overrides, classes, input shape,
+             normalisation, dataset
+  step, epoch, versions
+
+Writes are atomic (temporary file, fsync, rename, fsync of the folder): at every moment either
+the previous or the new file is complete on disk. Before last.pt is replaced, the complete one
+it replaces stays as previous.pt, so a last.pt damaged by a storage fault costs one save
+interval, not the run.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import sys
 import tempfile
 from pathlib import Path
 
@@ -18,14 +31,36 @@ import torch
 
 from .weights import read_weights_file
 
+LAST, BEST, PREVIOUS = "last.pt", "best.pt", "previous.pt"
+TEMPORARY_SUFFIX = ".tmp"
+REQUIRED = ("model", "config", "step")
 
-def atomic_save(obj, path: str | Path) -> None:
-    """torch.save to `path` atomically: temporary file, fsync, rename, fsync of the folder."""
-    _atomic_write(path, lambda file: torch.save(obj, file))
+
+def versions() -> dict:
+    from . import __version__
+
+    return {"resnetlab": __version__, "torch": str(torch.__version__), "python": sys.version.split()[0]}
+
+
+def training_checkpoint(*, model, optimizer, state, config: dict, meta: dict, steps_per_epoch: int) -> dict:
+    """Everything a run needs to continue exactly where it stopped."""
+    return {
+        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": state.state_dict(),
+        "rng": rng_state(), "config": config, "meta": meta, "step": state.step,
+        "epoch": state.step // steps_per_epoch, "versions": versions(),
+    }
+
+
+def save_checkpoint(checkpoint: dict, path: str | Path, keep_previous: bool = False) -> None:
+    """Write `checkpoint` atomically; keep_previous: the file it replaces stays as previous.pt."""
+    path = Path(path)
+    if keep_previous and path.is_file():
+        _link_previous(path)
+    _atomic_write(path, lambda file: torch.save(checkpoint, file))
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write a text file atomically, like atomic_save."""
+    """Write a text file atomically, like save_checkpoint."""
     _atomic_write(path, lambda file: file.write(text.encode()))
 
 
@@ -54,7 +89,17 @@ def _atomic_write(path: str | Path, write) -> None:
         os.close(folder)
 
 
-TEMPORARY_SUFFIX = ".tmp"
+def _link_previous(path: Path) -> None:
+    """previous.pt becomes another name of the complete `path`: a hard link, so nothing is copied
+    and `path` itself is never missing. Where the file system has no hard links, there is no
+    previous.pt (the atomic write still protects last.pt)."""
+    link = path.parent / f".{PREVIOUS}.link{TEMPORARY_SUFFIX}"
+    try:
+        link.unlink(missing_ok=True)
+        os.link(path, link)
+        os.replace(link, path.parent / PREVIOUS)
+    except OSError:
+        link.unlink(missing_ok=True)
 
 
 def _not_written(path: Path, error: OSError) -> OSError:
@@ -71,10 +116,28 @@ def remove_stale_temporaries(folder: str | Path) -> None:
 def load_checkpoint(path: str | Path) -> dict:
     """A resnetlab checkpoint, read safely; a ValueError says what is wrong with a bad one."""
     checkpoint = read_weights_file(path)
-    required = ("model", "config", "step")
-    if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in required):
-        raise ValueError(f"{path} is not a resnetlab training checkpoint (expected keys {', '.join(required)})")
+    if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in REQUIRED):
+        raise ValueError(f"{path} is not a resnetlab training checkpoint (expected keys {', '.join(REQUIRED)})")
     return checkpoint
+
+
+def has_resume_point(folder: str | Path) -> bool:
+    return any((Path(folder) / name).is_file() for name in (LAST, PREVIOUS))
+
+
+def load_resume_point(folder: str | Path) -> tuple[dict, str | None]:
+    """The checkpoint a run continues from, and what the run loses: last.pt (nothing lost), or,
+    where a storage fault damaged it, previous.pt and a line that names the step the run goes
+    back to."""
+    folder = Path(folder)
+    try:
+        return load_checkpoint(folder / LAST), None
+    except (ValueError, OSError) as error:
+        if not (folder / PREVIOUS).is_file():
+            raise
+        checkpoint = load_checkpoint(folder / PREVIOUS)
+        return checkpoint, (f"{folder / LAST} cannot be read ({error}); resuming from {PREVIOUS} at step "
+                            f"{checkpoint['step']}: the steps after it are trained again")
 
 
 def rng_state() -> dict:

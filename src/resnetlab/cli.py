@@ -9,6 +9,9 @@ import argparse
 import dataclasses
 import json
 import sys
+import warnings
+
+from .model import SHORTCUTS
 
 
 class UsageError(Exception):
@@ -62,10 +65,10 @@ def cmd_summary(args) -> None:
 
 # --- train -----------------------------------------------------------------------------------------
 
-# TrainConfig fields with a hand-written flag (DESIGN.md's names) or none on the command line.
+# TrainConfig fields with a hand-written flag (the documented CLI's names) or none on the command line.
 _TRAIN_SPECIAL = {"model_overrides", "recipe", "epochs", "max_steps", "out"}
 _MODEL_FLAGS = {  # model overrides, as flags of their own
-    "shortcut": dict(choices=["A", "B", "C", "none"], help="shortcut option (section 3.3)"),
+    "shortcut": dict(choices=SHORTCUTS, help="shortcut option (section 3.3)"),
     "stride_in_1x1": dict(action=argparse.BooleanOptionalAction, help="the paper's v1 bottleneck"),
     "zero_init_last": dict(action=argparse.BooleanOptionalAction, help="zero each residual branch's last BN"),
     "drop_path_rate": dict(type=float, metavar="P", help="stochastic depth rate of the last block"),
@@ -94,7 +97,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         elif f.name == "device":
             parser.add_argument(flag, metavar="cpu|cuda", help="where to train (default cpu)")
         elif f.name == "milestones":
-            parser.add_argument(flag, type=_milestones, metavar="S1,S2", help="steps where a step schedule divides lr by 10")
+            parser.add_argument(flag, type=_milestones, metavar="S1,S2",
+                                help="steps where a step schedule divides lr by 10")
         elif "bool" in kind:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
         elif "int" in kind:
@@ -108,27 +112,24 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
 def cmd_train(args) -> None:
     from . import dist
     from .engine import fit
-    from .recipes import TrainConfig, make_config
+    from .recipes import TrainConfig
 
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-              if f.name not in _TRAIN_SPECIAL and getattr(args, f.name, None) is not None}
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+             if f.name not in _TRAIN_SPECIAL and getattr(args, f.name, None) is not None}
     overrides = {name: getattr(args, name) for name in _MODEL_FLAGS if getattr(args, name) is not None}
     if overrides:
-        values["model_overrides"] = overrides
-    if args.epochs is not None:
-        values["epochs"] = args.epochs
-    if args.max_steps is not None:
-        values["max_steps"] = args.max_steps
-    dist.init(values.get("device", TrainConfig.device))
+        given["model_overrides"] = overrides
+    given.update({name: getattr(args, name) for name in ("epochs", "max_steps", "recipe")
+                  if getattr(args, name) is not None})
+    if args.resume and not args.out:
+        raise UsageError("--resume needs --out, the run folder to continue")
+    dist.init(given.get("device", TrainConfig.device))
     # every process must agree on the default folder (its name has the time in it)
-    values["out"] = args.out or dist.broadcast_from_main(
-        _default_out(values.get("model", TrainConfig.model), values.get("data", TrainConfig.data)))
+    given["out"] = args.out or dist.broadcast_from_main(
+        _default_out(given.get("model", TrainConfig.model), given.get("data", TrainConfig.data)))
+    saved = _saved_config(given["out"]) if args.resume else None  # a damaged run folder: a failure, not usage
     try:
-        cfg = make_config(args.recipe, **values)
-        if args.epochs is not None:
-            cfg.max_steps = None
-        cfg.validate()
-        _check_choices(cfg)
+        cfg = _train_config(given, saved)
     except ValueError as error:
         raise UsageError(str(error)) from None
     main_process = dist.is_main()
@@ -140,17 +141,32 @@ def cmd_train(args) -> None:
     finally:
         dist.shutdown()
     if main_process:
+        finished = "" if result.trained_steps else (" (the run had already finished: nothing trained; a larger "
+                                                    "--max-steps or --epochs extends it)")
         print(f"test accuracy {result.test_acc1:.2f}% (best {result.best_acc1:.2f}%) after {result.steps} steps; "
-              f"run folder {result.out}")
+              f"run folder {result.out}{finished}")
 
 
-def _check_choices(cfg) -> None:
-    from .data import DATASETS
-    from .zoo import get_config
+def _saved_config(out: str):
+    """The config of the run to resume, from its checkpoint (fit reads it again, and says what a
+    damaged last.pt costs)."""
+    from .checkpoint import load_resume_point
+    from .recipes import TrainConfig
+    from .runfolder import RunFolder
 
-    get_config(cfg.model)
-    if cfg.data not in DATASETS:
-        raise ValueError(f"unknown dataset {cfg.data!r}; expected one of {', '.join(DATASETS)}")
+    RunFolder(out).require_resume_point()
+    checkpoint, _ = load_resume_point(out)
+    return TrainConfig.from_dict(checkpoint["config"])
+
+
+def _train_config(given: dict, saved):
+    """The run's config: the recipe with the flags given; resuming (`saved`), the run's own
+    settings with the flags that may change (a contradicting flag is a usage error)."""
+    from .recipes import make_config, resume_request
+
+    if saved is None:
+        return make_config(given.pop("recipe", None), **given)
+    return resume_request(saved, given)
 
 
 def _default_out(model: str, data: str) -> str:
@@ -170,7 +186,8 @@ def cmd_eval(args) -> None:
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"{result['data']} {result['split']}: top-1 {result['test_acc1']:.2f}%  top-5 {result['test_acc5']:.2f}%  "
+        print(f"{result['data']} {result['split']}: top-1 {result['test_acc1']:.2f}%  "
+              f"top-5 {result['test_acc5']:.2f}%  "
               f"loss {result['test_loss']:.4f}  ({result['images']} images, {result['view']})")
 
 
@@ -207,24 +224,34 @@ def cmd_reproduce(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="resnetlab", description="Paper-faithful ResNets (He et al. 2015): models, summaries, training.")
+    parser = _Parser(prog="resnetlab",
+                     description="Paper-faithful ResNets (He et al. 2015): models, summaries, training.")
     parser.add_argument("--version", action="version", version=f"resnetlab {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-
     models = commands.add_parser("models", help="list every model name")
     models.set_defaults(run=cmd_models)
+    for add in (_add_summary, _add_train, _add_eval, _add_predict, _add_reproduce, _add_export):
+        add(commands)
+    return parser
 
+
+def _add_summary(commands) -> None:
     summary = commands.add_parser("summary", help="Table-1-style summary: output sizes, params, multiply-adds")
     summary.add_argument("model", metavar="MODEL", help="a model name (see `resnetlab models`)")
-    summary.add_argument("--input-size", type=_positive_int, metavar="N", help="image side (default 224, CIFAR family 32)")
-    summary.add_argument("--stride-in-1x1", action="store_true", help="the paper's v1 bottleneck (stride on the first 1x1)")
-    summary.add_argument("--shortcut", choices=["A", "B", "C", "none"], help="shortcut option (section 3.3)")
+    summary.add_argument("--input-size", type=_positive_int, metavar="N",
+                         help="image side (default 224, CIFAR family 32)")
+    summary.add_argument("--stride-in-1x1", action="store_true",
+                         help="the paper's v1 bottleneck (stride on the first 1x1)")
+    summary.add_argument("--shortcut", choices=SHORTCUTS, help="shortcut option (section 3.3)")
     summary.add_argument("--json", action="store_true", help="print JSON instead of the table")
     summary.set_defaults(run=cmd_summary)
 
+
+def _add_train(commands) -> None:
+    from .recipes import RECIPES
+
     train = commands.add_parser("train", help="train a model (default: resnet20 on Fashion-MNIST, recipe fast)")
-    train.add_argument("--recipe", default="fast", choices=["fast", "paper-cifar", "paper-imagenet"],
-                       help="the defaults every other flag overrides (default fast)")
+    train.add_argument("--recipe", choices=list(RECIPES), help="the defaults every other flag overrides (default fast)")
     length = train.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=_positive_int, metavar="N")
     length.add_argument("--max-steps", type=_positive_int, metavar="N")
@@ -236,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
         train.add_argument("--" + name.replace("_", "-"), **spec)
     train.set_defaults(run=cmd_train)
 
+
+def _add_eval(commands) -> None:
     evaluate = commands.add_parser("eval", help="evaluate a checkpoint on its test set")
     evaluate.add_argument("--checkpoint", required=True, metavar="FILE")
     evaluate.add_argument("--data", metavar="NAME", help="another dataset than the one it was trained on")
@@ -248,6 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(run=cmd_eval)
 
+
+def _add_predict(commands) -> None:
     predict = commands.add_parser("predict", help="classify image files with a checkpoint")
     predict.add_argument("--checkpoint", required=True, metavar="FILE")
     predict.add_argument("images", nargs="+", metavar="IMAGE")
@@ -258,28 +289,45 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true")
     predict.set_defaults(run=cmd_predict)
 
+
+def _add_reproduce(commands) -> None:
+    from .reproduce import EXPERIMENTS
+
     reproduce = commands.add_parser("reproduce", help="reproduce a finding of the paper (tables and figures)")
-    reproduce.add_argument("experiment", choices=["degradation", "shortcuts", "bottleneck", "cifar10"])
+    reproduce.add_argument("experiment", choices=list(EXPERIMENTS))
     reproduce.add_argument("--out", metavar="DIR",
                            help="folder for the runs and the report (default runs/reproduce-EXPERIMENT); "
                                 "finished runs in it are reused, an interrupted one resumes")
     reproduce.add_argument("--data-dir", metavar="DIR", help="where the dataset is (cifar10: the python batches)")
     reproduce.add_argument("--device", default="cpu", metavar="cpu|cuda")
-    reproduce.add_argument("--epochs", type=_positive_int, metavar="N", help="epochs per run (default: the experiment's)")
-    reproduce.add_argument("--seeds", type=_positive_int, metavar="N", help="seeds per network (default: the experiment's)")
-    reproduce.add_argument("--jobs", type=_positive_int, default=1, metavar="N", help="training runs at once (processes)")
+    reproduce.add_argument("--epochs", type=_positive_int, metavar="N",
+                           help="epochs per run (default: the experiment's)")
+    reproduce.add_argument("--seeds", type=_positive_int, metavar="N",
+                           help="seeds per network (default: the experiment's)")
+    reproduce.add_argument("--jobs", type=_positive_int, default=1, metavar="N",
+                           help="training runs at once (processes)")
     reproduce.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                            help="torch.compile the training (default: decided per run, as by train)")
-    reproduce.add_argument("--quick", action="store_true", help="a few steps on a data subset: checks the pipeline only")
-    reproduce.add_argument("--docs", metavar="FILE", help="also write the report as a section of FILE (docs/results.md)")
+    reproduce.add_argument("--quick", action="store_true",
+                           help="a few steps on a data subset: checks the pipeline only")
+    reproduce.add_argument("--docs", metavar="FILE",
+                           help="also write the report as a section of FILE (docs/results.md)")
     reproduce.set_defaults(run=cmd_reproduce)
 
-    export = commands.add_parser("export", help="write a checkpoint's model as ONNX, safetensors or another library's weights")
+
+def _add_export(commands) -> None:
+    from .evaluation import EXPORT_FORMATS
+
+    export = commands.add_parser("export",
+                                 help="write a checkpoint's model as ONNX, safetensors or another library's weights")
     export.add_argument("--checkpoint", required=True, metavar="FILE")
-    export.add_argument("--format", required=True, choices=["onnx", "safetensors", "torchvision", "timm"])
+    export.add_argument("--format", required=True, choices=EXPORT_FORMATS)
     export.add_argument("--out", required=True, metavar="PATH")
     export.set_defaults(run=cmd_export)
-    return parser
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"resnetlab: warning: {message}\n"
 
 
 def _version() -> str:
@@ -296,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from .host import keep_freed_memory
 
+    warnings.formatwarning = _one_line_warning
     keep_freed_memory()  # or every step page-faults its activations in afresh: see resnetlab/host.py
     try:
         args.run(args)

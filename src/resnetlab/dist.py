@@ -146,7 +146,8 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and world_size() > 1):
             return super().forward(x)
-        y, mean, var = _GlobalBatchNorm.apply(x if x.dtype == torch.float64 else x.float(), self.weight, self.bias, self.eps)
+        y, mean, var = _GlobalBatchNorm.apply(x if x.dtype == torch.float64 else x.float(), self.weight, self.bias,
+                                              self.eps)
         with torch.no_grad():
             self.num_batches_tracked += 1
             momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)

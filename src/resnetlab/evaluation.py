@@ -9,8 +9,9 @@ import torch
 from .checkpoint import load_model
 from .data import load_dataset
 from .data.augment import Normalize
-from .engine import EvalResult, Scores, evaluate, make_loaders, resolve_device
+from .device import resolve_device
 from .recipes import TrainConfig
+from .scoring import EvalResult, Scores, evaluate
 
 
 def evaluate_checkpoint(path, *, data: str | None = None, data_dir=None, ten_crop: bool = False,
@@ -28,21 +29,16 @@ def evaluate_checkpoint(path, *, data: str | None = None, data_dir=None, ten_cro
         raise ValueError(f"{data} has {dataset.num_classes} classes, the checkpoint's model {meta['num_classes']}")
     normalize = Normalize.from_state_dict(meta["normalize"])
     view = "single view" + (", flip-averaged" if cfg.tta_flip else "")
-    from .data.folder import FolderDataset, image_folder
-
-    if (ten_crop or multi_scale) and not isinstance(dataset, FolderDataset):
-        raise ValueError("--ten-crop and --multi-scale need an image folder (--data imagefolder --data-dir DIR)")
     if multi_scale:
         result = evaluate_multi_scale(model, dataset, normalize, device=device)
         return {"checkpoint": str(path), "data": data, "split": "test", "step": meta["step"],
                 "images": result.count, "view": "multi-scale", **result.as_dict()}
     if ten_crop:
-        dataset.test = image_folder(dataset.root, "val", dataset.crop, train=False, ten_crop=True)
-        view = "ten-crop"
+        dataset, view = dataset.ten_crop(), "ten-crop"
     channels_last = bool(cfg.channels_last)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    _, test_loader = make_loaders(cfg, dataset, normalize, device, channels_last)
+    _, test_loader = dataset.loaders(cfg, normalize, device=device, channels_last=channels_last)
     precision = cfg.precision if cfg.precision != "auto" else "fp32"
     result = evaluate(model, test_loader.batches(0), precision=precision, tta_flip=cfg.tta_flip and not ten_crop,
                       device=device)
@@ -57,10 +53,10 @@ def evaluate_multi_scale(model, dataset, normalize, *, device, scales=None) -> E
     mirror; the logits of all views averaged."""
     from .data.folder import MULTI_SCALES, multi_scale_views
 
+    samples = dataset.multi_scale_samples()
     scales = scales or [round(s * dataset.crop / 224) for s in MULTI_SCALES]
-
     scores = Scores(device)
-    for path, label in dataset.test.samples:
+    for path, label in samples:
         logits = []
         for view in multi_scale_views(path, scales):
             x = normalize(view.unsqueeze(0).to(device))
@@ -110,11 +106,16 @@ def predict_files(path, files, *, top_k: int = 3, device: str = "cpu", precision
     ]
 
 
+EXPORT_FORMATS = ("onnx", "safetensors", "torchvision", "timm")
+
+
 def export_checkpoint(path, fmt: str, out) -> Path:
     """Write the checkpoint's model as safetensors (resnetlab layout), torchvision/timm weights
     (.pth, or .safetensors by suffix) or ONNX (checked against torch with ONNX Runtime)."""
     from .weights import export_state_dict
 
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"format must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
     model, meta = load_model(path)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -83,8 +83,11 @@ class ResNetConfig:
         if self.shortcut == "none":
             # A plain net has no identity path: dropping its only path, or zeroing its only
             # signal, would cut the network.
-            _expect(self.drop_path_rate == 0, "drop_path_rate needs residual shortcuts; a plain net (shortcut='none') has none")
-            _expect(not self.zero_init_last, "zero_init_last needs residual shortcuts; in a plain net (shortcut='none') it would zero the signal")
+            _expect(self.drop_path_rate == 0,
+                    "drop_path_rate needs residual shortcuts; a plain net (shortcut='none') has none")
+            _expect(not self.zero_init_last,
+                    "zero_init_last needs residual shortcuts; in a plain net (shortcut='none') "
+                    "it would zero the signal")
 
     @property
     def expansion(self) -> int:

@@ -27,8 +27,7 @@ class TrainConfig:
     max_steps: int | None = None
     batch_size: int = 128  # the global batch, over all processes
     accum_steps: int = 1
-    # optimisation
-    optimizer: str = "sgd"
+    # optimisation: SGD with momentum, as in the paper
     lr: float = 0.1
     momentum: float = 0.9
     nesterov: bool = False
@@ -41,7 +40,7 @@ class TrainConfig:
     warmup_lr: float | None = None  # a constant lr during warm-up; None: ramp up linearly
     final_lr_fraction: float = 0.0  # onecycle/cosine: the lr at the last step, as a fraction of lr
     # data
-    augment: str = "crop-flip"  # in-memory data; image folders always use the paper's (section 3.4)
+    augment: str = "crop-flip"  # in-memory data (data.batches.AUGMENTS); image folders use the paper's (section 3.4)
     pad: int = 4
     image_size: int = 224  # crop size for image folders
     normalize: str = "per-channel"  # or "per-pixel" (the paper's mean image)
@@ -51,8 +50,8 @@ class TrainConfig:
     tta_flip: bool = False  # also average over the mirrored test image
     # the machine
     precision: str = "fp32"
-    channels_last: bool | None = None  # None: decided by the device (see engine.pick_channels_last)
-    compile: bool | None = None  # torch.compile the training forward; None: decided by the run (engine.pick_compile)
+    channels_last: bool | None = None  # None: decided by the device (device.pick_channels_last)
+    compile: bool | None = None  # torch.compile the training forward; None: decided by the run (device.pick_compile)
     device: str = "cpu"
     sync_bn: bool = False
     seed: int = 0
@@ -63,8 +62,15 @@ class TrainConfig:
     recipe: str = "fast"
 
     def validate(self) -> "TrainConfig":
-        """Raise a ValueError naming the first absurd setting."""
+        """Raise a ValueError naming the first absurd setting; returns self."""
+        from .data import DATASETS
+        from .data.batches import AUGMENTS
+        from .zoo import get_config
+
+        get_config(self.model)  # an unknown name: a ValueError with the close matches
         checks = [
+            (self.data in DATASETS, f"unknown dataset {self.data!r}; expected one of {', '.join(DATASETS)}"),
+            (self.recipe in RECIPES, f"unknown recipe {self.recipe!r}; expected one of {', '.join(RECIPES)}"),
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (self.max_steps is None or self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}"),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
@@ -74,9 +80,10 @@ class TrainConfig:
             (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
             (0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {self.label_smoothing}"),
             (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {self.schedule!r}"),
-            (self.optimizer in ("sgd",), f"optimizer must be 'sgd', got {self.optimizer!r}"),
+            (self.augment in AUGMENTS, f"augment must be one of {', '.join(AUGMENTS)}, got {self.augment!r}"),
             (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}"),
-            (self.normalize in ("per-channel", "per-pixel"), f"normalize must be per-channel or per-pixel, got {self.normalize!r}"),
+            (self.normalize in ("per-channel", "per-pixel"),
+             f"normalize must be per-channel or per-pixel, got {self.normalize!r}"),
             (self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}"),
             (0 <= self.warmup_fraction < 1, f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}"),
             (self.warmup_lr is None or self.warmup_lr > 0, f"warmup_lr must be positive, got {self.warmup_lr}"),
@@ -103,11 +110,14 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
+        """The config of a checkpoint or config.json, including those of earlier versions."""
+        values = {k: v for k, v in values.items() if k != "resolved"}  # config.json's derived facts
+        if values.pop("optimizer", "sgd") != "sgd":  # a field of earlier versions that only allowed "sgd"
+            raise ValueError("this run was made with another optimizer than SGD, which resnetlab does not train")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown config field(s) {unknown}")
-        values = dict(values)
         if "milestones" in values:
             values["milestones"] = tuple(values["milestones"])
         return cls(**values)
@@ -174,16 +184,67 @@ def fast(_: str = "") -> dict:
 RECIPES = {"paper-cifar": paper_cifar, "paper-imagenet": paper_imagenet, "fast": fast}
 
 
-def make_config(recipe: str = "fast", **overrides) -> TrainConfig:
-    """A validated TrainConfig: the recipe's defaults for overrides["model"], then overrides."""
+def make_config(recipe: str | None = None, **overrides) -> TrainConfig:
+    """A validated TrainConfig: the recipe's defaults (recipe "fast" unless named) for
+    overrides["model"], then the overrides that are not None.
+
+    The run's length: `epochs` given without `max_steps` replaces a recipe's step count (the
+    paper's recipes count steps); giving both is an error."""
+    recipe = recipe or "fast"
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; expected one of {', '.join(RECIPES)}")
-    model = overrides.get("model", TrainConfig.model)
-    values = RECIPES[recipe](model)
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if "epochs" in overrides and "max_steps" in overrides:
+        raise ValueError("give the run's length as epochs or as max_steps, not both")
+    values = RECIPES[recipe](overrides.get("model", TrainConfig.model))
+    if "epochs" in overrides:
+        values["max_steps"] = None
+    values.update(overrides)
     values["recipe"] = recipe
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(f"unknown training setting(s) {unknown}")
-    return TrainConfig(**values)
+    return TrainConfig(**values).validate()
+
+
+# --- Resuming --------------------------------------------------------------------------------
+
+# What a resumed run may change without changing what it computes: where and how often it
+# writes, where the data is, which device runs it. Its length may change too: a longer run
+# extends it (as timm's --resume with more epochs does).
+FREE_ON_RESUME = ("out", "save_every", "log_every", "data_dir", "device")
+RUN_LENGTH = ("epochs", "max_steps")
+# Settings a run resolves from the machine: "auto"/None in a request matches what it chose.
+MACHINE_CHOICES = {"precision": "auto", "channels_last": None, "compile": None}
+
+
+def resumed_config(saved: TrainConfig, requested: TrainConfig) -> TrainConfig:
+    """The config a resumed run continues with: its own, with `requested`'s free settings and
+    length."""
+    return dataclasses.replace(saved, **{name: getattr(requested, name) for name in FREE_ON_RESUME + RUN_LENGTH})
+
+
+def resume_request(saved: TrainConfig, given: dict) -> TrainConfig:
+    """The config to resume `saved` with, from settings given explicitly (the command line's
+    flags). A setting that contradicts the run is a ValueError: a resumed run keeps what it
+    computes, and changes only what FREE_ON_RESUME and RUN_LENGTH name."""
+    given = {k: v for k, v in given.items() if v is not None}
+    for name, value in given.items():
+        if name in FREE_ON_RESUME + RUN_LENGTH or value == getattr(saved, name, value):
+            continue
+        if MACHINE_CHOICES.get(name, object()) == value:
+            continue
+        flag = "--" + name.replace("_", "-")
+        raise ValueError(f"{flag} {value} contradicts the run being resumed ({name} {getattr(saved, name)!r}); "
+                         "a resumed run keeps its settings: only --epochs or --max-steps (to extend it), --out, "
+                         "--save-every, --log-every, --data-dir and --device may change")
+    if "epochs" in given and "max_steps" in given:
+        raise ValueError("give the run's length as epochs or as max_steps, not both")
+    length = {}
+    if "epochs" in given:
+        length = {"epochs": given["epochs"], "max_steps": None}
+    elif "max_steps" in given:
+        length = {"max_steps": given["max_steps"]}
+    free = {name: given[name] for name in FREE_ON_RESUME if name in given}
+    return dataclasses.replace(saved, **free, **length).validate()

@@ -27,13 +27,13 @@ from pathlib import Path
 
 import torch
 
-from .engine import RunFolder, fit
+from .engine import fit
 from .measure import markdown
 from .recipes import TrainConfig, make_config
+from .runfolder import RunFolder
 
-EXPERIMENTS = ("degradation", "shortcuts", "bottleneck", "cifar10")
-
-# Table 6 (CIFAR-10 test error %) and Table 3 (ImageNet top-1 error %, 10-crop), PAPER.md.
+# Table 6 (CIFAR-10 test error %) and Table 3 (ImageNet top-1 error %, 10-crop) of the paper, and the
+# test errors of a popular reproduction of Table 6 (akamaster/pytorch_resnet_cifar10).
 TABLE6 = {"resnet20": 8.75, "resnet32": 7.51, "resnet44": 7.17, "resnet56": 6.97, "resnet110": 6.43}
 AKAMASTER = {"resnet20": 8.27, "resnet32": 7.37, "resnet44": 6.90, "resnet56": 6.61, "resnet110": 6.32}
 TABLE3 = {"A": 25.03, "B": 24.52, "C": 24.19}
@@ -49,7 +49,7 @@ class Settings:
     seeds: int | None = None
     jobs: int = 1  # training runs at once (separate processes; useful on a GPU)
     quick: bool = False  # a few steps on a small subset: checks the pipeline, not the science
-    compile: bool | None = None  # None: as any run decides (engine.pick_compile)
+    compile: bool | None = None  # None: as any run decides (device.pick_compile)
 
 
 @dataclass
@@ -189,7 +189,8 @@ def shortcuts(settings: Settings) -> str:
 def bottleneck(settings: Settings) -> str:
     """ResNet-50 v1 vs v1.5: multiply-adds and params (224x224), inference and training
     throughput on this machine (measured taking turns, resnetlab.measure)."""
-    from .engine import TrainState, make_optimizer, resolve_device, resolve_precision, train_step
+    from .device import resolve_device, resolve_precision
+    from .engine import TrainState, make_optimizer, train_step
     from .inference import optimize_for_inference
     from .measure import interleaved_rates
     from .summary import summary
@@ -200,7 +201,8 @@ def bottleneck(settings: Settings) -> str:
     side, infer_batch, train_batch = (64, 2, 2) if settings.quick else (224, 16, 32)
     cfg = make_config("fast", model="resnet50")
     runners, costs = {}, {}
-    for label, v1 in [("v1 (stride on the 1x1, the paper)", True), ("v1.5 (stride on the 3x3, torchvision/timm)", False)]:
+    variants = [("v1 (stride on the 1x1, the paper)", True), ("v1.5 (stride on the 3x3, torchvision/timm)", False)]
+    for label, v1 in variants:
         model = create_model("resnet50", stride_in_1x1=v1).to(device)
         report = summary(model, input_size=(3, 224, 224))
         costs[label] = (report.macs, report.params)
@@ -302,13 +304,16 @@ def update_docs(docs: Path, experiment: str, section: str, out: Path) -> None:
     docs.write_text(text)
 
 
+EXPERIMENTS = {"degradation": degradation, "shortcuts": shortcuts, "bottleneck": bottleneck, "cifar10": cifar10}
+
+
 def reproduce(experiment: str, settings: Settings, docs: str | Path | None = None) -> str:
     """Run one experiment and write OUT/report.md (and its section of `docs`); returns the section."""
     if experiment not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {experiment!r}; expected one of {', '.join(EXPERIMENTS)}")
     settings.out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    body = {"degradation": degradation, "shortcuts": shortcuts, "bottleneck": bottleneck, "cifar10": cifar10}[experiment](settings)
+    body = EXPERIMENTS[experiment](settings)
     minutes = (time.perf_counter() - start) / 60
     command = "resnetlab " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["reproduce"] else \
         f"resnetlab reproduce {experiment}"

@@ -7,7 +7,6 @@ per layout, then checked key by key and shape by shape before anything is loaded
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import re
 import warnings
@@ -17,6 +16,8 @@ from pathlib import Path
 
 import torch
 from torch import nn
+
+from .download import digest, fetch
 
 LAYOUTS = ("resnetlab", "torchvision", "timm")
 WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
@@ -113,8 +114,9 @@ def read_weights_file(path: str | Path) -> dict:
                 "only plain tensor state dicts are loaded"
             ) from None
         raise ValueError(f"corrupt weights file {path}: {error}") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, KeyError) as error:
-        raise ValueError(f"corrupt or truncated weights file {path}: {error}") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, KeyError, IndexError, TypeError) as error:
+        # garbage that is not a zip file reaches the legacy unpickler, which fails in many ways
+        raise ValueError(f"corrupt or truncated weights file {path}: {error!r}") from None
 
 
 def _unwrap(obj) -> dict[str, torch.Tensor]:
@@ -160,14 +162,6 @@ OFFICIAL_WEIGHTS = {
 _HASH_IN_NAME = re.compile(r"-([a-f0-9]{8,})\.")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def download_official(source: str, name: str) -> Path:
     """The cached file of `source`'s ImageNet weights for `name`, downloaded into torch.hub's
     cache (TORCH_HOME) on first use; its SHA-256 is checked every time."""
@@ -179,9 +173,8 @@ def download_official(source: str, name: str) -> Path:
     hash_prefix = _HASH_IN_NAME.search(filename).group(1)
     cached = Path(torch.hub.get_dir()) / "checkpoints" / filename
     if not cached.is_file():
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        torch.hub.download_url_to_file(url, str(cached), hash_prefix=hash_prefix, progress=True)
-    if not _sha256(cached).startswith(hash_prefix):
+        fetch(url, cached, sha256_prefix=hash_prefix, progress=True)
+    if not digest(cached).startswith(hash_prefix):
         raise ValueError(
             f"cached weights {cached} do not match their published SHA-256 prefix {hash_prefix}: "
             "the file is corrupt or was replaced; delete it to download it again"

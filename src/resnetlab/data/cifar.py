@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..download import digest, fetch
+
 LAYOUTS = {
     "cifar10": {
         "folder": "cifar-10-batches-py",
@@ -85,12 +87,14 @@ def _find_folder(name: str, data_dir: Path | None, download: bool) -> Path:
             f"{name}: expected the python batches ({', '.join(layout['train'] + layout['test'])}) "
             f"in {data_dir} or {data_dir / layout['folder']}"
         )
-    from torchvision.datasets.utils import download_url
-
-    data_dir.mkdir(parents=True, exist_ok=True)
-    archive = layout["url"].rsplit("/", 1)[-1]
-    download_url(layout["url"], str(data_dir), archive, md5=layout["md5"])
-    with tarfile.open(data_dir / archive) as tar:
+    archive = data_dir / layout["url"].rsplit("/", 1)[-1]
+    if not (archive.is_file() and digest(archive, "md5") == layout["md5"]):
+        try:
+            fetch(layout["url"], archive, md5=layout["md5"])
+        except (OSError, ValueError) as error:
+            raise OSError(f"{name}: {error}; put the python batches ({archive.name}, unpacked) in a folder "
+                          "and pass --data-dir DIR") from None
+    with tarfile.open(archive) as tar:
         tar.extractall(data_dir, filter="data")
     return data_dir / layout["folder"]
 
@@ -104,7 +108,8 @@ def _read_split(folder: Path, files: list[str], label_key: bytes, num_classes: i
         data = np.asarray(batch[b"data"])
         batch_labels = np.asarray(batch[label_key], dtype=np.int64)
         if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
-            raise ValueError(f"{folder / filename}: expected uint8 data of shape (N, 3072), got {data.dtype} {data.shape}")
+            raise ValueError(f"{folder / filename}: expected uint8 data of shape (N, 3072), "
+                             f"got {data.dtype} {data.shape}")
         if len(data) != len(batch_labels):
             raise ValueError(f"{folder / filename}: {len(data)} images but {len(batch_labels)} labels")
         if len(batch_labels) and (batch_labels.min() < 0 or batch_labels.max() >= num_classes):

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import torch
 
-from . import _AUGMENT, GlobalBatches, _generator
+from .augment import Normalize
+from .batches import AUGMENT, GlobalBatches, stream_generator
 
 # ImageNet's per-channel statistics (pixels in [0, 1]): the paper subtracts the mean.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -23,7 +24,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 MULTI_SCALES = (224, 256, 384, 480, 640)
 
 
-def load_rgb(path: str) -> "Image.Image":
+def load_rgb(path: str):
+    """The image at `path` as a PIL RGB image; a ValueError names a file that cannot be decoded."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -127,6 +129,32 @@ class FolderDataset:
     def image_shape(self) -> tuple[int, int, int]:
         return (3, self.crop, self.crop)
 
+    def normalization(self, per_pixel: bool) -> Normalize:
+        """ImageNet's per-channel statistics, as every pretrained network expects."""
+        del per_pixel  # a mean image needs every image at one size: image folders are per channel
+        return Normalize(torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1))
+
+    def loaders(self, cfg, normalize: Normalize, *, device, channels_last: bool, rank: int = 0,
+                world_size: int = 1) -> tuple["FolderLoader", "FolderLoader"]:
+        """(training, test) loaders: the paper's augmentation with PCA lighting for training."""
+        common = dict(channels_last=channels_last, device=device, rank=rank, world_size=world_size)
+        train = FolderLoader(self.train, cfg.batch_size, normalize, shuffle=True, drop_last=True, lighting=True,
+                             seed=cfg.seed, **common)
+        test = FolderLoader(self.test, cfg.eval_batch_size, normalize, shuffle=False, drop_last=False,
+                            lighting=False, **common)
+        return train, test
+
+    def ten_crop(self) -> "FolderDataset":
+        """This dataset with each test image as its ten crops (4 corners, centre, mirrored)."""
+        copy = object.__new__(FolderDataset)
+        copy.__dict__.update(self.__dict__)
+        copy.test = image_folder(self.root, "val", self.crop, train=False, ten_crop=True)
+        return copy
+
+    def multi_scale_samples(self) -> list[tuple[str, int]]:
+        """(path, label) of every test image, for fully convolutional multi-scale testing."""
+        return self.test.samples
+
 
 class FolderLoader(GlobalBatches):
     """Batches of an ImageFolder, decoded by DataLoader workers; the same global-batch and
@@ -159,7 +187,7 @@ class FolderLoader(GlobalBatches):
         for step, (images, labels) in enumerate(_unwrapped(loader), start):
             images = images.to(self.device).float() / 255
             if self.lighting:
-                images = pca_lighting(images, _generator(self.seed, _AUGMENT, epoch, step))
+                images = pca_lighting(images, stream_generator(self.seed, AUGMENT, epoch, step))
             images = self.normalize.standardize(images)
             if images.ndim == 4:  # (ten-crop batches are 5-D: evaluate averages over the views)
                 images = images.contiguous(memory_format=memory_format)

@@ -8,13 +8,14 @@ then resnetlab's cache, where the official download puts them.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import struct
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from ..download import digest, fetch
 
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
@@ -81,10 +82,6 @@ def read_idx(path: Path, expect_images: bool) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
-def _md5(path: Path) -> str:
-    return hashlib.md5(path.read_bytes()).hexdigest()
-
-
 def find_files(name: str, data_dir: str | Path | None, download: bool) -> dict[str, Path]:
     """The four IDX files of `name`; downloaded into the cache if nowhere else (and allowed)."""
     source = SOURCES[name]
@@ -111,28 +108,19 @@ def find_files(name: str, data_dir: str | Path | None, download: bool) -> dict[s
 
 
 def _download(name: str, folder: Path) -> dict[str, Path]:
-    from urllib.error import URLError
-
-    from torch.hub import download_url_to_file
-
     source = SOURCES[name]
-    folder.mkdir(parents=True, exist_ok=True)
     files = {}
     for stem in FILES:
         filename = f"{stem}.gz"
         target = folder / filename
         errors = []
         for mirror in source["mirrors"]:
-            if target.is_file() and _md5(target) == source["md5"][filename]:
+            if target.is_file() and digest(target, "md5") == source["md5"][filename]:
                 break
             try:
-                download_url_to_file(mirror + filename, str(target), progress=False)
-            except (URLError, OSError) as error:
-                errors.append(f"{mirror}: {error}")
-                continue
-            if _md5(target) != source["md5"][filename]:
-                target.unlink()
-                errors.append(f"{mirror}: MD5 mismatch")
+                fetch(mirror + filename, target, md5=source["md5"][filename])
+            except (OSError, ValueError) as error:
+                errors.append(str(error))
         if not target.is_file():
             raise OSError(f"could not download {name} file {filename} ({'; '.join(errors)}); "
                           f"put the four IDX files in a folder and pass --data-dir")

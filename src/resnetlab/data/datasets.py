@@ -1,0 +1,97 @@
+"""The datasets by name: MNIST, Fashion-MNIST and CIFAR in memory; image folders on disk.
+
+Every dataset answers the same two questions, so the trainer and `resnetlab eval` never ask
+which kind it is: how to normalise its images (`normalization`), and how to batch them for a
+run (`loaders`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .augment import Normalize
+from .batches import InMemoryLoader
+
+DATASETS = ("fashion-mnist", "mnist", "cifar10", "cifar100", "imagefolder")
+
+
+@dataclass
+class Split:
+    images: torch.Tensor  # uint8 (N, C, H, W)
+    labels: torch.Tensor  # int64 (N,)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class Dataset:
+    """A dataset held in memory as uint8 tensors."""
+
+    name: str
+    train: Split
+    test: Split
+    classes: list[str]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train.images.shape[1:])
+
+    def normalization(self, per_pixel: bool) -> Normalize:
+        """The training set's statistics: per channel, or the paper's per-pixel mean image."""
+        return Normalize.fit(self.train.images, per_pixel=per_pixel)
+
+    def loaders(self, cfg, normalize: Normalize, *, device, channels_last: bool, rank: int = 0,
+                world_size: int = 1) -> tuple[InMemoryLoader, InMemoryLoader]:
+        """(training, test) loaders with the run's batch sizes, augmentation and seed."""
+        common = dict(channels_last=channels_last, device=device, rank=rank, world_size=world_size)
+        train = InMemoryLoader(self.train, cfg.batch_size, normalize, shuffle=True, drop_last=True,
+                               augment=cfg.augment, pad=cfg.pad, seed=cfg.seed, **common)
+        test = InMemoryLoader(self.test, cfg.eval_batch_size, normalize, shuffle=False, drop_last=False, **common)
+        return train, test
+
+    def ten_crop(self):
+        raise ValueError("--ten-crop and --multi-scale need an image folder (--data imagefolder --data-dir DIR)")
+
+    multi_scale_samples = ten_crop  # the views of section 3.4 are for image folders only
+
+
+def load_dataset(name: str, data_dir=None, *, download: bool = True, val_split: int = 0, seed: int = 0,
+                 image_size: int = 224):
+    """A dataset by name. val_split > 0 holds out that many training images as the test split
+    (the paper's 45k/5k split for choosing a schedule), chosen by `seed`. "imagefolder" reads
+    data_dir/train and data_dir/val with crops of image_size."""
+    if name == "imagefolder":
+        if data_dir is None:
+            raise ValueError("--data imagefolder needs --data-dir, a folder with train/ and val/ inside")
+        from .folder import FolderDataset
+
+        return FolderDataset(data_dir, crop=image_size)
+    if name in ("fashion-mnist", "mnist"):
+        from .idx import load_idx_dataset
+
+        train_x, train_y, test_x, test_y, classes = load_idx_dataset(name, data_dir, download)
+    elif name in ("cifar10", "cifar100"):
+        from .cifar import load_cifar
+
+        train_x, train_y, test_x, test_y, classes = load_cifar(name, data_dir, download)
+    else:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+    for labels, split in ((train_y, "train"), (test_y, "test")):
+        if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
+            raise ValueError(f"{name} {split} labels must be in [0, {len(classes) - 1}], found "
+                             f"{labels.min().item()}..{labels.max().item()}")
+    if val_split:
+        if not 0 < val_split < len(train_y):
+            raise ValueError(f"val_split must be between 1 and {len(train_y) - 1}, got {val_split}")
+        order = torch.randperm(len(train_y), generator=torch.Generator().manual_seed(seed))
+        held, kept = order[:val_split], order[val_split:]
+        test_x, test_y = train_x[held], train_y[held]
+        train_x, train_y = train_x[kept], train_y[kept]
+    return Dataset(name, Split(train_x.contiguous(), train_y), Split(test_x.contiguous(), test_y), list(classes))

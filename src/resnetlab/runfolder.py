@@ -1,0 +1,102 @@
+"""The run folder (`--out`): metrics.jsonl, config.json, last.pt, best.pt, curves.png.
+
+Only the main process writes it. Metric rows are appended and fsynced one by one; everything
+else is replaced atomically (checkpoint.py), so a crash never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .checkpoint import LAST, PREVIOUS, atomic_write_text, has_resume_point, remove_stale_temporaries
+
+
+class RunFolder:
+    def __init__(self, path: str | Path | None, enabled: bool = True):
+        self.path = Path(path) if path is not None else None
+        self.enabled = enabled and self.path is not None
+        self.tensorboard = None
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def prepare(self, resume: bool) -> None:
+        """Check that the folder can take this run: a new run needs an empty or new folder, a
+        resumed one a checkpoint to continue from; it must be writable."""
+        if not self.enabled:
+            return
+        if self.path.exists() and not self.path.is_dir():
+            raise ValueError(f"--out {self.path} exists and is not a folder")
+        if resume:
+            self.require_resume_point()
+            remove_stale_temporaries(self.path)
+        elif self.path.exists() and any(self.path.iterdir()):
+            raise ValueError(f"--out {self.path} already holds a run; pass --resume to continue it, "
+                             "or choose another folder")
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ValueError(f"--out {self.path} cannot be created: {error.strerror}") from None
+        probe = self.path / ".write-test"
+        try:
+            probe.write_text("")
+            probe.unlink()
+        except OSError as error:
+            raise ValueError(f"--out {self.path} is not writable: {error.strerror}") from None
+
+    def require_resume_point(self) -> None:
+        if not has_resume_point(self.path):
+            raise ValueError(f"--resume: no checkpoint {self.file(LAST)} (or {PREVIOUS}) to resume from")
+
+    def write_config(self, config: dict) -> None:
+        if self.enabled:
+            atomic_write_text(self.file("config.json"), json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+    def read_metrics(self) -> list[dict]:
+        if not self.enabled or not self.file("metrics.jsonl").is_file():
+            return []
+        rows = []
+        for line in self.file("metrics.jsonl").read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                break  # a line cut by a crash: everything after it is lost anyway
+        return rows
+
+    def truncate_metrics(self, step: int) -> None:
+        """After a resume from `step`, drop the rows a crashed run wrote after its checkpoint."""
+        if not self.enabled:
+            return
+        rows = [row for row in self.read_metrics() if row["step"] <= step]
+        atomic_write_text(self.file("metrics.jsonl"), "".join(json.dumps(row) + "\n" for row in rows))
+
+    def log(self, row: dict) -> None:
+        if not self.enabled:
+            return
+        with open(self.file("metrics.jsonl"), "a") as file:
+            file.write(json.dumps(row) + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+        self._tensorboard(row)
+
+    def _tensorboard(self, row: dict) -> None:
+        if self.tensorboard is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # tensorboard is optional
+                self.tensorboard = False
+                return
+            self.tensorboard = SummaryWriter(str(self.path / "tensorboard"))
+        if self.tensorboard:
+            for key, value in row.items():
+                if key not in ("epoch", "step") and isinstance(value, (int, float)):
+                    self.tensorboard.add_scalar(key, value, row["step"])
+            self.tensorboard.flush()
+
+    def plot(self) -> None:
+        if self.enabled:
+            from .plots import plot_curves
+
+            plot_curves(self.read_metrics(), self.file("curves.png"))

@@ -1,0 +1,82 @@
+"""Scoring a network: loss, top-1 and top-5 over a loader, summed over processes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import dist
+from .device import autocast, to_precision
+
+
+@dataclass
+class EvalResult:
+    loss: float
+    acc1: float
+    acc5: float
+    count: int
+
+    def as_dict(self, prefix: str = "test_") -> dict:
+        return {f"{prefix}loss": self.loss, f"{prefix}acc1": self.acc1, f"{prefix}acc5": self.acc5}
+
+
+class Scores:
+    """Running loss, top-1 and top-5 counts of logits against labels, kept on the device and
+    summed over processes at the end."""
+
+    def __init__(self, device: torch.device | str = "cpu"):
+        self.device = torch.device(device)
+        self.loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        self.correct1 = torch.zeros((), dtype=torch.int64, device=self.device)
+        self.correct5 = torch.zeros((), dtype=torch.int64, device=self.device)
+        self.count = 0
+
+    def add(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        logits = logits.float()
+        self.loss_sum += F.cross_entropy(logits, labels, reduction="sum").double()
+        top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+        hits = top.eq(labels.view(-1, 1))
+        self.correct1 += hits[:, 0].sum()
+        self.correct5 += hits.any(dim=1).sum()
+        self.count += len(labels)
+
+    def result(self) -> EvalResult:
+        count = torch.tensor(float(self.count), dtype=torch.float64, device=self.device)
+        sums = [self.loss_sum, self.correct1.double(), self.correct5.double(), count]
+        totals = dist.all_reduce_sum(torch.stack(sums))
+        loss, c1, c5, n = totals.tolist()
+        if n == 0:
+            raise ValueError("evaluate: the loader gave no images")
+        return EvalResult(loss / n, 100.0 * c1 / n, 100.0 * c5 / n, int(n))
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, *, precision: str = "fp32", tta_flip: bool = False,
+             device: torch.device | str = "cpu") -> EvalResult:
+    """Loss, top-1 and top-5 accuracy (in %) over a loader of (images, labels) batches.
+    tta_flip averages the logits of each image and its mirror image; 5-D batches
+    (N, views, C, H, W) average the logits of the views (ten-crop)."""
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    scores = Scores(device)
+    try:
+        for images, labels in loader:
+            views = 1
+            if images.ndim == 5:  # several views of each image (ten-crop): average their logits
+                views = images.shape[1]
+                images = images.flatten(0, 1)
+            images = to_precision(images, precision)
+            with autocast(device, precision):
+                logits = model(images)
+                if tta_flip:
+                    logits = (logits + model(images.flip(3))) / 2
+            if views > 1:
+                logits = logits.view(-1, views, logits.shape[-1]).mean(1)
+            scores.add(logits, labels)
+    finally:
+        model.train(was_training)
+    return scores.result()
