@@ -56,6 +56,37 @@ def test_degradation_quick_writes_figure_table_and_reuses_runs(tmp_path):
     assert time.perf_counter() - start < 60
 
 
+def test_degradation_depths_give_table_6_and_reuse_the_seeds_of_earlier_calls(tmp_path):
+    out = tmp_path / "degradation"
+    first = reproduce("degradation", "--quick", "--seeds", "2", "--out", out)
+    assert first.returncode == 0, first.stderr
+    result = reproduce("degradation", "--quick", "--seeds", "1", "--depths", "20,32,56,110", "--out", out)
+    assert result.returncode == 0, result.stderr
+    report = (out / "report.md").read_text()
+    rows = table_rows(report)
+    # plain nets stop at 56 as in Figure 6; ResNet-110 joins for Table 6
+    assert set(rows) == {"plain20", "plain32", "plain56", "resnet20", "resnet32", "resnet56", "resnet110"}
+    assert rows["resnet20"][4] == "2" and rows["resnet110"][4] == "1"  # seed 1 of the first call is kept
+    assert rows["resnet110"][1] == "1.73M" and rows["resnet110"][5] == "6.43" and rows["resnet32"][6] == "4.16"
+    verdict = [line for line in report.splitlines() if line.startswith("- ")]
+    assert len(verdict) == 3 and all(re.match(r"- (yes|\*\*no\*\*): ", line) for line in verdict)
+    assert "plain-56 above plain-20" in verdict[0] and "ResNet-56 below ResNet-20" in verdict[1]
+    assert len(list((out / "runs").glob("*/metrics.jsonl"))) == 8 + 3
+
+
+def test_a_run_folder_of_another_schedule_is_not_reused(tmp_path):
+    from dataclasses import replace
+
+    from resnetlab import reproduce as experiments
+
+    settings = experiments.Settings(out=tmp_path, quick=True)
+    cfg = experiments.scaled_paper_recipe(settings, "resnet20", 0, 3)
+    experiments.train(experiments.Run("resnet20-seed0", cfg), tmp_path, quick=True)
+    folder = tmp_path / "runs" / "resnet20-seed0"
+    with pytest.raises(ValueError, match="holds a run of 4 steps .*use another --out"):
+        experiments._check_same_schedule(folder, replace(cfg, max_steps=8))
+
+
 def test_shortcuts_quick_counts_the_projection_parameters(tmp_path):
     result = reproduce("shortcuts", "--quick", "--out", tmp_path / "shortcuts", "--jobs", "2")
     assert result.returncode == 0, result.stderr
@@ -91,6 +122,8 @@ def test_cifar10_quick_on_a_tiny_cifar_in_the_real_format(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["mnist"], "invalid choice"),
     (["degradation", "--epochs", "0"], "positive integer"),
+    (["degradation", "--depths", "20,21"], "expected CIFAR-family depths among 20, 32, 44, 56, 110"),
+    (["degradation", "--depths", "twenty"], "comma-separated depths"),
 ])
 def test_reproduce_usage_errors(args, message):
     result = reproduce(*args)

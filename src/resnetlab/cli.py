@@ -75,6 +75,21 @@ _MODEL_FLAGS = {  # model overrides, as flags of their own
 }
 
 
+def _depths(text: str) -> tuple[int, ...]:
+    try:
+        depths = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated depths like 20,32,44,56, got {text!r}") from None
+    from .zoo import get_config, list_models
+
+    known = [int(name.removeprefix("resnet")) for name in list_models() if name.startswith("resnet")
+             and get_config(name).stem == "cifar"]
+    if not depths or any(d not in known for d in depths):
+        raise argparse.ArgumentTypeError(f"expected CIFAR-family depths among {', '.join(map(str, known))}, "
+                                         f"got {text!r}")
+    return depths
+
+
 def _milestones(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(part) for part in text.split(",") if part.strip())
@@ -218,7 +233,7 @@ def cmd_reproduce(args) -> None:
 
     out = Path(args.out or f"runs/reproduce-{args.experiment}{'-quick' if args.quick else ''}")
     settings = Settings(out=out, data_dir=args.data_dir, device=args.device, epochs=args.epochs, seeds=args.seeds,
-                        jobs=args.jobs, quick=args.quick, compile=args.compile)
+                        depths=args.depths, jobs=args.jobs, quick=args.quick, compile=args.compile)
     print(reproduce(args.experiment, settings, docs=args.docs))
     print(f"report: {out / 'report.md'}")
 
@@ -304,6 +319,9 @@ def _add_reproduce(commands) -> None:
                            help="epochs per run (default: the experiment's)")
     reproduce.add_argument("--seeds", type=_positive_int, metavar="N",
                            help="seeds per network (default: the experiment's)")
+    reproduce.add_argument("--depths", type=_depths, metavar="D1,D2,...",
+                           help="degradation: the 6n+2 depths of plain nets and ResNets (default 20,56; "
+                                "plain nets stop at 56 as in Figure 6; 20,32,44,56,110 gives Table 6)")
     reproduce.add_argument("--jobs", type=_positive_int, default=1, metavar="N",
                            help="training runs at once (processes)")
     reproduce.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,

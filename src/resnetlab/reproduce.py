@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from .checkpoint import has_resume_point, load_resume_point
 from .engine import fit
 from .measure import markdown
 from .recipes import TrainConfig, make_config
@@ -37,6 +38,14 @@ from .runfolder import RunFolder
 TABLE6 = {"resnet20": 8.75, "resnet32": 7.51, "resnet44": 7.17, "resnet56": 6.97, "resnet110": 6.43}
 AKAMASTER = {"resnet20": 8.27, "resnet32": 7.37, "resnet44": 6.90, "resnet56": 6.61, "resnet110": 6.32}
 TABLE3 = {"A": 25.03, "B": 24.52, "C": 24.19}
+# Figure 6 compares plain nets and ResNets of 20..56 layers (plain nets stop at 56 in the paper's
+# figure); Table 6 adds ResNet-110. 20 and 56 are the pair the paper's claim rests on.
+DEFAULT_DEPTHS = (20, 56)
+PLAIN_MAX_DEPTH = 56
+DEGRADATION_EPOCHS = 30
+# Fashion-MNIST test error (%) of ResNets trained 300 epochs without random erasing, from the
+# Random Erasing paper's repository (zhunzhong07/Random-Erasing).
+RANDOM_ERASING_FMNIST = {"resnet20": 4.39, "resnet32": 4.16, "resnet56": 4.39}
 
 
 @dataclass
@@ -47,6 +56,7 @@ class Settings:
     device: str = "cpu"
     epochs: int | None = None  # None: the experiment's default
     seeds: int | None = None
+    depths: tuple[int, ...] | None = None  # degradation: the 6n+2 depths (None: 20 and 56)
     jobs: int = 1  # training runs at once (separate processes; useful on a GPU)
     quick: bool = False  # a few steps on a small subset: checks the pipeline, not the science
     compile: bool | None = None  # None: as any run decides (device.pick_compile)
@@ -105,15 +115,26 @@ def train(run: Run, root: Path, quick: bool, threads: int | None = None) -> list
     cfg = replace(run.cfg, out=str(folder))
     if quick:
         cfg = _quick(cfg)
+    resume = has_resume_point(folder)
+    if resume:
+        _check_same_schedule(folder, cfg)
     if _finished(folder, cfg):
         return RunFolder(folder).read_metrics()
-    resume = (folder / "last.pt").is_file()
     return fit(cfg, resume=resume, dataset=_dataset(cfg, quick), progress=False).metrics
 
 
 def _finished(folder: Path, cfg: TrainConfig) -> bool:
     rows = RunFolder(folder).read_metrics()
     return bool(rows) and cfg.max_steps is not None and rows[-1]["step"] >= cfg.max_steps
+
+
+def _check_same_schedule(folder: Path, cfg: TrainConfig) -> None:
+    """A run folder is reused only for the schedule it was started with (a resumed run keeps
+    its own lr milestones, so another length would not be the schedule asked for)."""
+    saved = TrainConfig.from_dict(load_resume_point(folder)[0]["config"])
+    if (saved.max_steps, saved.milestones) != (cfg.max_steps, cfg.milestones):
+        raise ValueError(f"{folder} holds a run of {saved.max_steps} steps (lr drops at {list(saved.milestones)}), "
+                         f"not the {cfg.max_steps} asked for; use another --out for another schedule")
 
 
 def train_all(runs: list[Run], settings: Settings) -> dict[str, list[dict]]:
@@ -146,25 +167,86 @@ def _mean_spread(values: list[float]) -> str:
 
 
 def degradation(settings: Settings) -> str:
-    epochs = settings.epochs or 3
+    epochs = settings.epochs or DEGRADATION_EPOCHS
     seeds = settings.seeds or 2
-    models = ["plain20", "plain56", "resnet20", "resnet56"]
+    depths = sorted(settings.depths or DEFAULT_DEPTHS)
+    models = [f"plain{d}" for d in depths if d <= PLAIN_MAX_DEPTH] + [f"resnet{d}" for d in depths]
     runs = [Run(f"{model}-seed{seed}", scaled_paper_recipe(settings, model, seed, epochs))
             for seed in range(seeds) for model in models]
-    metrics = train_all(runs, settings)
+    train_all(runs, settings)
+    # The table is over every finished seed in OUT, so a later call with more depths and one
+    # seed keeps the seeds an earlier call trained.
+    finished = {model: _finished_seeds(settings, model, _length(runs, model, settings.quick)) for model in models}
     rows = []
-    for model in models:
-        finals = [_final(metrics[f"{model}-seed{seed}"]) for seed in range(seeds)]
+    for model, curves in finished.items():
+        finals = [_final(rows_) for rows_ in curves.values()]
         rows.append([model, f"{_params(model, num_classes=10) / 1e6:.2f}M",
-                     _mean_spread([f[0] for f in finals]), _mean_spread([f[1] for f in finals]),
-                     f"{TABLE6[model]:.2f}" if model in TABLE6 else "-"])
+                     _mean_spread([f[0] for f in finals]), _mean_spread([f[1] for f in finals]), str(len(finals)),
+                     _reference(TABLE6, model), _reference(RANDOM_ERASING_FMNIST, model)])
     figure = settings.out / "degradation.png"
-    plot_degradation({m: metrics[f"{m}-seed0"] for m in models}, figure, settings.data)
-    return (f"{epochs} epochs per run, {seeds} seeds; error in % at the end of training, mean (min-max) "
-            f"over the seeds. Training error is measured over each epoch's batches, with augmentation, "
+    plot_degradation({model: curves[min(curves)] for model, curves in finished.items()}, figure, settings.data)
+    return (f"{epochs} epochs per run (section 4.2's recipe, its lr drops at 50% and 75% of the run), seeds "
+            f"{_seed_list(finished)}; error in % at the end of training, mean (min-max) over the seeds. Training "
+            f"error is measured over the batches since the previous evaluation (half an epoch), with augmentation, "
             f"as the paper's curves are.\n\n"
-            + markdown(["network", "params", "training error", "test error", "Table 6 (CIFAR-10 test error)"], rows)
+            + markdown(["network", "params", "training error", "test error", "seeds",
+                        "Table 6 (CIFAR-10 test error)", "Random Erasing repo (Fashion-MNIST test error, 300 epochs)"],
+                       rows)
+            + "\n\n" + _degradation_verdict(finished, depths)
             + f"\n\n![degradation]({figure.name})\n")
+
+
+def _length(runs: list[Run], model: str, quick: bool) -> int:
+    """The steps a run of `model` trains (as `train` runs it)."""
+    cfg = next(run.cfg for run in runs if run.cfg.model == model)
+    return (_quick(cfg) if quick else cfg).max_steps
+
+
+def _finished_seeds(settings: Settings, model: str, max_steps: int) -> dict[int, list[dict]]:
+    """seed -> metrics of every run of `model` in OUT that finished `max_steps`."""
+    found = {}
+    for folder in sorted((settings.out / "runs").glob(f"{model}-seed*")):
+        rows = RunFolder(folder).read_metrics()
+        seed = folder.name.removeprefix(f"{model}-seed")
+        if seed.isdigit() and rows and rows[-1]["step"] == max_steps:
+            found[int(seed)] = rows
+    return found
+
+
+def _reference(table: dict[str, float], model: str) -> str:
+    return f"{table[model]:.2f}" if model in table else "-"
+
+
+def _seed_list(finished: dict[str, dict[int, list[dict]]]) -> str:
+    seeds = sorted({seed for curves in finished.values() for seed in curves})
+    return ", ".join(map(str, seeds))
+
+
+def _degradation_verdict(finished: dict[str, dict[int, list[dict]]], depths: list[int]) -> str:
+    """The paper's claim, checked on the shallowest and deepest depth both families have."""
+    shared = [d for d in depths if d <= PLAIN_MAX_DEPTH]
+    if len(shared) < 2:
+        return "(one depth only: nothing to compare)"
+    low, high = shared[0], shared[-1]
+
+    def errors(model: str, index: int) -> list[float]:
+        return [_final(rows)[index] for rows in finished[model].values()]
+
+    plain_train = statistics.mean(errors(f"plain{high}", 0)) - statistics.mean(errors(f"plain{low}", 0))
+    plain_test = statistics.mean(errors(f"plain{high}", 1)) - statistics.mean(errors(f"plain{low}", 1))
+    deep, shallow = errors(f"resnet{high}", 0), errors(f"resnet{low}", 0)
+    test_gap = statistics.mean(errors(f"resnet{high}", 1)) - statistics.mean(errors(f"resnet{low}", 1))
+    checks = [
+        (plain_train > 0 and plain_test > 0,
+         f"plain-{high} above plain-{low} in training and test error "
+         f"({plain_train:+.2f} and {plain_test:+.2f} points)"),
+        (max(deep) < min(shallow),
+         f"ResNet-{high} below ResNet-{low} in training error, the seeds' ranges apart "
+         f"({min(deep):.2f}-{max(deep):.2f} against {min(shallow):.2f}-{max(shallow):.2f})"),
+        (test_gap <= 0.3, f"ResNet-{high}'s test error at most 0.3 points above ResNet-{low}'s ({test_gap:+.2f})"),
+    ]
+    return "The paper's claim on these runs:\n\n" + "\n".join(
+        f"- {'yes' if ok else '**no**'}: {text}" for ok, text in checks)
 
 
 def shortcuts(settings: Settings) -> str:
@@ -255,28 +337,33 @@ def cifar10(settings: Settings) -> str:
 
 
 def plot_degradation(curves: dict[str, list[dict]], path: Path, data: str) -> None:
-    """Figure 6's layout: plain nets left, ResNets right; training error dashed, test error solid."""
+    """Figure 6's layout: plain nets left, ResNets right, one colour per depth (the same in both
+    panels); training error dashed, test error solid, against iterations."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4), dpi=120, sharey=True)
-    for axis, family in zip(axes, ("plain", "resnet")):
-        names = [name for name in curves if name.startswith(family)]
-        for color, name in enumerate(names):
-            rows = curves[name]
+    depths = sorted({int(name.removeprefix("plain").removeprefix("resnet")) for name in curves})
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.5), dpi=120, sharey=True)
+    for axis, family, title in zip(axes, ("plain", "resnet"), ("plain", "ResNet")):
+        for depth in depths:
+            rows = curves.get(f"{family}{depth}")
+            if not rows:
+                continue
             steps = [row["step"] for row in rows]
-            axis.plot(steps, [row["train_err"] for row in rows], "--", color=f"C{color}")
-            axis.plot(steps, [row["test_err"] for row in rows], "-", color=f"C{color}",
-                      label=f"{family}-{name.removeprefix(family)}")
-        axis.set_title(f"{'plain' if family == 'plain' else 'ResNet'} on {data}")
+            color = f"C{depths.index(depth)}"
+            axis.plot(steps, [row["train_err"] for row in rows], "--", color=color, linewidth=1)
+            axis.plot(steps, [row["test_err"] for row in rows], "-", color=color, linewidth=1.5,
+                      label=f"{title}-{depth}")
+        axis.set_title(f"{title} networks on {data}")
         axis.set_xlabel("iterations")
         axis.grid(alpha=0.3)
         axis.legend(title="dashed: training error; solid: test error", fontsize=8, title_fontsize=8)
     axes[0].set_ylabel("error (%)")
-    top = max(row["train_err"] for rows in curves.values() for row in rows[len(rows) // 4:])
-    axes[0].set_ylim(0, min(100, max(10, top * 1.3)))
+    # The paper's scale: the end of training matters, not the first iterations' high error.
+    late = [row[key] for rows in curves.values() for row in rows[len(rows) // 4:] for key in ("train_err", "test_err")]
+    axes[0].set_ylim(0, min(100, max(10, 1.3 * max(late))))
     figure.tight_layout()
     tmp = path.with_suffix(".tmp.png")
     figure.savefig(tmp)
