@@ -97,35 +97,33 @@ def _milestones(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated steps like 32000,48000, got {text!r}") from None
 
 
-def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field, so every setting of a recipe can be overridden."""
-    from .recipes import PRECISIONS, TrainConfig
+def _add_config_flags(groups: dict) -> None:
+    """One flag per TrainConfig field, in its group, with the field's help and choices, so every
+    setting of a recipe can be overridden."""
+    from .recipes import TrainConfig
 
     for f in dataclasses.fields(TrainConfig):
         if f.name in _TRAIN_SPECIAL:
             continue
-        flag = "--" + f.name.replace("_", "-")
-        kind = str(f.type)
-        if f.name == "precision":
-            parser.add_argument(flag, choices=PRECISIONS,
-                                help="auto: bf16 where the device computes it natively; fp64 for numerical checks")
-        elif f.name == "device":
-            parser.add_argument(flag, metavar="cpu|cuda", help="where to train (default cpu)")
-        elif f.name == "milestones":
-            parser.add_argument(flag, type=_milestones, metavar="S1,S2",
-                                help="steps where a step schedule divides lr by 10")
+        flag, meta, kind = "--" + f.name.replace("_", "-"), f.metadata, str(f.type)
+        choices = meta["choices"]() if callable(meta["choices"]) else meta["choices"]
+        spec = dict(help=meta["help"], metavar=None if choices else meta["metavar"] or f.name.upper())
+        if f.name == "milestones":
+            spec.update(type=_milestones, metavar="S1,S2")
         elif "bool" in kind:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+            spec = dict(help=meta["help"], action=argparse.BooleanOptionalAction, default=None)
         elif "int" in kind:
-            parser.add_argument(flag, type=int, metavar="N")
+            spec.update(type=int, metavar="N")
         elif "float" in kind:
-            parser.add_argument(flag, type=float, metavar="X")
-        else:
-            parser.add_argument(flag, metavar=f.name.upper())
+            spec.update(type=float, metavar="X")
+        if choices:
+            spec["choices"] = list(choices)
+        groups[meta["group"]].add_argument(flag, **spec)
 
 
 def cmd_train(args) -> None:
     from . import dist
+    from .device import resolve_device
     from .engine import fit
     from .recipes import TrainConfig
 
@@ -138,7 +136,11 @@ def cmd_train(args) -> None:
                   if getattr(args, name) is not None})
     if args.resume and not args.out:
         raise UsageError("--resume needs --out, the run folder to continue")
-    dist.init(given.get("device", TrainConfig.device))
+    try:
+        device = resolve_device(given.get("device", TrainConfig.device))
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    dist.init(device.type)
     # every process must agree on the default folder (its name has the time in it)
     given["out"] = args.out or dist.broadcast_from_main(
         _default_out(given.get("model", TrainConfig.model), given.get("data", TrainConfig.data)))
@@ -263,19 +265,27 @@ def _add_summary(commands) -> None:
 
 
 def _add_train(commands) -> None:
-    from .recipes import RECIPES
+    from .recipes import GROUPS, RECIPES
 
-    train = commands.add_parser("train", help="train a model (default: resnet20 on Fashion-MNIST, recipe fast)")
-    train.add_argument("--recipe", choices=list(RECIPES), help="the defaults every other flag overrides (default fast)")
-    length = train.add_mutually_exclusive_group()
-    length.add_argument("--epochs", type=_positive_int, metavar="N")
-    length.add_argument("--max-steps", type=_positive_int, metavar="N")
-    train.add_argument("--out", metavar="DIR", help="run folder (default runs/MODEL-DATA-TIME); never overwritten")
-    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
-    train.add_argument("--quiet", action="store_true", help="no progress output")
-    _add_config_flags(train)
+    train = commands.add_parser("train", help="train a model (default: resnet20 on Fashion-MNIST, recipe fast)",
+                                description="Train a network. Every flag overrides the recipe's default; "
+                                            "with --resume, a run continues with its own settings.")
+    groups = {name: train.add_argument_group(name) for name in GROUPS}
+    groups["run"].add_argument("--recipe", choices=list(RECIPES),
+                               help="the defaults every other flag overrides (default fast; finetune with "
+                                    "--pretrained)")
+    length = groups["optimisation"].add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=_positive_int, metavar="N", help="training epochs")
+    length.add_argument("--max-steps", type=_positive_int, metavar="N", help="training steps (instead of epochs)")
+    groups["run"].add_argument("--out", metavar="DIR",
+                               help="run folder (default runs/MODEL-DATA-TIME); never overwritten")
+    groups["run"].add_argument("--resume", action="store_true",
+                               help="continue the run in --out from its last.pt (a longer --max-steps/--epochs "
+                                    "extends it)")
+    groups["run"].add_argument("--quiet", action="store_true", help="no progress output")
+    _add_config_flags(groups)
     for name, spec in _MODEL_FLAGS.items():
-        train.add_argument("--" + name.replace("_", "-"), **spec)
+        groups["model"].add_argument("--" + name.replace("_", "-"), **spec)
     train.set_defaults(run=cmd_train)
 
 
@@ -288,7 +298,7 @@ def _add_eval(commands) -> None:
     views.add_argument("--ten-crop", action="store_true", help="10-crop testing (image folders, section 3.4)")
     views.add_argument("--multi-scale", action="store_true",
                        help="fully convolutional multi-scale testing (image folders, section 3.4)")
-    evaluate.add_argument("--device", default="cpu", metavar="cpu|cuda")
+    evaluate.add_argument("--device", default="auto", metavar="auto|cpu|cuda", help="default: cuda where available")
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(run=cmd_eval)
 
@@ -298,7 +308,7 @@ def _add_predict(commands) -> None:
     predict.add_argument("--checkpoint", required=True, metavar="FILE")
     predict.add_argument("images", nargs="+", metavar="IMAGE")
     predict.add_argument("--top-k", type=_positive_int, default=3, metavar="K")
-    predict.add_argument("--device", default="cpu", metavar="cpu|cuda")
+    predict.add_argument("--device", default="auto", metavar="auto|cpu|cuda", help="default: cuda where available")
     predict.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                          help="fp32: the training logits; bf16: faster where the machine has native bf16")
     predict.add_argument("--json", action="store_true")
@@ -314,7 +324,7 @@ def _add_reproduce(commands) -> None:
                            help="folder for the runs and the report (default runs/reproduce-EXPERIMENT); "
                                 "finished runs in it are reused, an interrupted one resumes")
     reproduce.add_argument("--data-dir", metavar="DIR", help="where the dataset is (cifar10: the python batches)")
-    reproduce.add_argument("--device", default="cpu", metavar="cpu|cuda")
+    reproduce.add_argument("--device", default="auto", metavar="auto|cpu|cuda", help="default: cuda where available")
     reproduce.add_argument("--epochs", type=_positive_int, metavar="N",
                            help="epochs per run (default: the experiment's)")
     reproduce.add_argument("--seeds", type=_positive_int, metavar="N",

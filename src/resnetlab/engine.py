@@ -20,12 +20,13 @@ from torch import nn
 
 from . import dist
 from .checkpoint import BEST, LAST, load_resume_point, save_checkpoint, set_rng_state, training_checkpoint, versions
-from .data import load_dataset
+from .data import Normalize, load_dataset
 from .device import autocast, pick_channels_last, pick_compile, resolve_device, resolve_precision, to_precision
 from .progress import Progress
 from .recipes import TrainConfig, lr_at, resumed_config
 from .runfolder import RunFolder
 from .scoring import evaluate
+from .weights import load_pretrained, source_image_size, source_normalization
 from .zoo import create_model
 
 
@@ -83,7 +84,8 @@ class TrainState:
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     # fused: one kernel for the whole update of all parameters (CPU and CUDA); foreach elsewhere.
     fused = next(model.parameters()).device.type in ("cpu", "cuda")
-    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+    trainable = [p for p in model.parameters() if p.requires_grad]  # all but a frozen backbone
+    return torch.optim.SGD(trainable, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                            weight_decay=cfg.weight_decay, **({"fused": True} if fused else {"foreach": True}))
 
 
@@ -113,15 +115,21 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, images: torch
     state.step += 1
 
 
-def build_model(cfg: TrainConfig, dataset, device: torch.device) -> nn.Module:
+def build_model(cfg: TrainConfig, dataset, device: torch.device, pretrained=None) -> nn.Module:
+    """The run's network for the dataset's classes and channels: fresh, or its backbone from
+    `pretrained` with a fresh classifier."""
     in_chans, height, width = dataset.image_shape
     model = create_model(cfg.model, num_classes=dataset.num_classes, in_chans=in_chans, **cfg.model_overrides)
     minimum = model.cfg.total_stride
     if min(height, width) < minimum:
         raise ValueError(f"{cfg.model} needs images of at least {minimum}x{minimum}; {cfg.data} has "
                          f"{height}x{width}: use a CIFAR-family model (resnet20 .. resnet110)")
+    if pretrained is not None:
+        load_pretrained(model, pretrained, classifier=False)
     if cfg.sync_bn and dist.world_size() > 1:
         model = dist.convert_sync_batchnorm(model, device)
+    if cfg.freeze_backbone:
+        model.freeze_backbone()
     model = model.to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -250,13 +258,15 @@ def _start(cfg: TrainConfig, resume: bool, dataset, progress: bool) -> _Run:
         saved = TrainConfig.from_dict(checkpoint["config"])
         cfg = resumed_config(saved, cfg)
     cfg = dataclasses.replace(cfg, precision=resolve_precision(cfg.precision, device),
-                              channels_last=pick_channels_last(cfg))
+                              channels_last=pick_channels_last(cfg),
+                              image_size=cfg.image_size or source_image_size(cfg.pretrained))
     torch.manual_seed(cfg.seed)
     if dataset is None:
         dataset = load_dataset(cfg.data, cfg.data_dir, val_split=cfg.val_split, seed=cfg.seed,
                                image_size=cfg.image_size)
-    normalize = dataset.normalization(per_pixel=cfg.normalize == "per-pixel")
-    model = build_model(cfg, dataset, device)
+    normalize = _normalization(cfg, dataset, checkpoint)
+    # A resumed run's weights are its checkpoint's (the pretrained source may be gone).
+    model = build_model(cfg, dataset, device, cfg.pretrained if checkpoint is None else None)
     train_loader, test_loader = dataset.loaders(cfg, normalize, device=device, channels_last=cfg.channels_last,
                                                 rank=dist.rank(), world_size=dist.world_size())
     optimizer = make_optimizer(model, cfg)
@@ -286,6 +296,15 @@ def _start(cfg: TrainConfig, resume: bool, dataset, progress: bool) -> _Run:
             _say_how_the_schedule_changes(saved, cfg, state.step, steps_per_epoch)
         _write_config(run, dataset)
     return run
+
+
+def _normalization(cfg: TrainConfig, dataset, checkpoint: dict | None) -> Normalize:
+    """The input statistics: a resumed run's own, the pretrained weights', or the dataset's."""
+    if checkpoint is not None:
+        return Normalize.from_state_dict(checkpoint["meta"]["normalize"])
+    if cfg.normalize == "pretrained":
+        return source_normalization(cfg.pretrained).for_images(dataset.image_shape[0])
+    return dataset.normalization(per_pixel=cfg.normalize == "per-pixel")
 
 
 def _write_config(run: _Run, dataset) -> None:

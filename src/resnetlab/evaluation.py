@@ -15,7 +15,7 @@ from .scoring import EvalResult, Scores, evaluate
 
 
 def evaluate_checkpoint(path, *, data: str | None = None, data_dir=None, ten_crop: bool = False,
-                        multi_scale: bool = False, device: str = "cpu") -> dict:
+                        multi_scale: bool = False, device: str = "auto") -> dict:
     """Evaluate a checkpoint on the test split it was trained against (or `data`), with the
     run's own evaluation settings (batch size, precision, flip averaging), so that the
     accuracy equals the one recorded in metrics.jsonl."""
@@ -83,7 +83,7 @@ def _image_batch(files, meta) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict_files(path, files, *, top_k: int = 3, device: str = "cpu", precision: str = "fp32") -> list[dict]:
+def predict_files(path, files, *, top_k: int = 3, device: str = "auto", precision: str = "fp32") -> list[dict]:
     """Top-k classes of each image file, resized and cropped to the training image size, by
     the checkpoint's network optimized for inference (BN folded, channels_last, `precision`)."""
     from .inference import optimize_for_inference

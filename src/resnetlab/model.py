@@ -402,3 +402,25 @@ class ResNet(nn.Module):
         self.num_classes = num_classes
         reference = self.conv1.weight
         self.fc = self._make_classifier(num_classes).to(reference.device, reference.dtype)
+
+    def freeze_backbone(self) -> None:
+        """Train the classifier only (a linear probe): every other parameter stops learning, and
+        every BatchNorm normalises with its running statistics, in training too, so the features
+        do not depend on the batch and the statistics stay those of the pretrained weights."""
+        for name, parameter in self.named_parameters():
+            parameter.requires_grad_(name.startswith("fc."))
+        for module in list(self.modules()):
+            for name, child in module.named_children():
+                if isinstance(child, nn.BatchNorm2d) and not isinstance(child, FrozenBatchNorm2d):
+                    frozen = FrozenBatchNorm2d(child.num_features, child.eps).to(child.weight.device)
+                    frozen.load_state_dict(child.state_dict())
+                    frozen.requires_grad_(False)
+                    setattr(module, name, frozen)
+
+
+class FrozenBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm fixed at its running statistics and affine parameters, in training mode too.
+    Its state dict is BatchNorm2d's, so a checkpoint loads into either."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)

@@ -12,54 +12,93 @@ from dataclasses import dataclass, field
 
 SCHEDULES = ("step", "onecycle", "cosine")
 PRECISIONS = ("auto", "fp32", "bf16", "fp64")  # fp64: for numerical checks (tests), slow
+NORMALIZATIONS = ("per-channel", "per-pixel", "pretrained")
+GROUPS = ("model", "data", "optimisation", "evaluation", "machine", "run")  # of the command line's flags
+
+
+def _setting(default, group: str, help: str, choices=None, metavar: str | None = None, **kwargs):
+    """A TrainConfig field with what the command line shows for it: its group, its help and,
+    where the values are a finite set, its choices (a tuple, or a function that lists them)."""
+    metadata = {"group": group, "help": help, "choices": choices, "metavar": metavar}
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: type(default)(default), metadata=metadata, **kwargs)
+    return field(default=default, metadata=metadata, **kwargs)
+
+
+def _model_names() -> list[str]:
+    from .zoo import list_models
+
+    return list_models()
+
+
+def _datasets() -> tuple[str, ...]:
+    from .data import DATASETS
+
+    return DATASETS
+
+
+def _augments() -> tuple[str, ...]:
+    from .data.batches import AUGMENTS
+
+    return AUGMENTS
 
 
 @dataclass
 class TrainConfig:
-    # what to train, on what
-    model: str = "resnet20"
-    data: str = "fashion-mnist"
-    data_dir: str | None = None
-    val_split: int = 0  # >0: hold out this many training images as the test split
-    model_overrides: dict = field(default_factory=dict)  # shortcut, stride_in_1x1, ...
-    # how long: max_steps wins over epochs when both are set
-    epochs: int = 10
-    max_steps: int | None = None
-    batch_size: int = 128  # the global batch, over all processes
-    accum_steps: int = 1
-    # optimisation: SGD with momentum, as in the paper
-    lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 1e-4
-    label_smoothing: float = 0.0
-    schedule: str = "step"
-    milestones: tuple[int, ...] = ()  # "step": lr divided by 10 at these steps
-    warmup_steps: int = 0  # linear warm-up from 0, or a constant warmup_lr
-    warmup_fraction: float = 0.0  # warm-up as a fraction of the run (used when warmup_steps is 0)
-    warmup_lr: float | None = None  # a constant lr during warm-up; None: ramp up linearly
-    final_lr_fraction: float = 0.0  # onecycle/cosine: the lr at the last step, as a fraction of lr
-    # data
-    augment: str = "crop-flip"  # in-memory data (data.batches.AUGMENTS); image folders use the paper's (section 3.4)
-    pad: int = 4
-    image_size: int = 224  # crop size for image folders
-    normalize: str = "per-channel"  # or "per-pixel" (the paper's mean image)
-    # evaluation
-    eval_every: int | None = None  # steps; None: at each epoch end
-    eval_batch_size: int = 1000
-    tta_flip: bool = False  # also average over the mirrored test image
-    # the machine
-    precision: str = "fp32"
-    channels_last: bool | None = None  # None: decided by the device (device.pick_channels_last)
-    compile: bool | None = None  # torch.compile the training forward; None: decided by the run (device.pick_compile)
-    device: str = "cpu"
-    sync_bn: bool = False
-    seed: int = 0
-    # the run folder
-    out: str | None = None
-    save_every: int = 500  # steps between last.pt saves (also at each epoch end)
-    log_every: int = 50  # steps between progress updates (the only host syncs)
-    recipe: str = "fast"
+    model: str = _setting("resnet20", "model", "the network (see `resnetlab models`)", _model_names)
+    model_overrides: dict = _setting({}, "model", "shortcut, stride_in_1x1, zero_init_last, drop_path_rate")
+    pretrained: str | None = _setting(
+        None, "model", "start from these weights: torchvision, timm, a weights file or checkpoint "
+        "(.pt/.pth/.bin/.safetensors), or hf-hub:ORG/NAME; the classifier is made fresh for the data's classes",
+        metavar="SOURCE")
+    freeze_backbone: bool = _setting(
+        False, "model", "train the classifier only (a linear probe); the backbone's BatchNorm keeps its statistics")
+    data: str = _setting("fashion-mnist", "data", "the dataset", _datasets)
+    data_dir: str | None = _setting(None, "data", "where the dataset is (imagefolder: a folder with train/ and val/)",
+                                    metavar="DIR")
+    val_split: int = _setting(0, "data", "hold out this many training images as the test split (the paper's 45k/5k)")
+    augment: str = _setting("crop-flip", "data", "augmentation of in-memory data (image folders use section 3.4's)",
+                            _augments)
+    pad: int = _setting(4, "data", "pixels of padding before the random crop")
+    image_size: int | None = _setting(
+        224, "data", "crop size for image folders (None in the finetune recipe: the pretrained weights' size)")
+    normalize: str = _setting("per-channel", "data", "per-channel statistics, the paper's per-pixel mean image, or "
+                              "the pretrained weights' statistics", NORMALIZATIONS)
+    # how long: an explicit epochs replaces a recipe's max_steps (make_config)
+    epochs: int = _setting(10, "optimisation", "training epochs")
+    max_steps: int | None = _setting(None, "optimisation", "training steps (instead of epochs)")
+    batch_size: int = _setting(128, "optimisation", "the global batch, over all processes")
+    accum_steps: int = _setting(1, "optimisation", "micro-batches per step (gradient accumulation)")
+    # SGD with momentum, as in the paper
+    lr: float = _setting(0.1, "optimisation", "the peak learning rate")
+    momentum: float = _setting(0.9, "optimisation", "SGD momentum")
+    nesterov: bool = _setting(False, "optimisation", "Nesterov momentum")
+    weight_decay: float = _setting(1e-4, "optimisation", "L2 weight decay")
+    label_smoothing: float = _setting(0.0, "optimisation", "label smoothing of the loss")
+    schedule: str = _setting("step", "optimisation", "lr schedule: step (divided by 10 at the milestones), "
+                             "onecycle (warm-up, then linear decay) or cosine", SCHEDULES)
+    milestones: tuple[int, ...] = _setting((), "optimisation", "steps where the step schedule divides lr by 10")
+    warmup_steps: int = _setting(0, "optimisation", "steps of linear warm-up from 0 (or of a constant --warmup-lr)")
+    warmup_fraction: float = _setting(0.0, "optimisation", "warm-up as a fraction of the run (if no --warmup-steps)")
+    warmup_lr: float | None = _setting(None, "optimisation", "a constant lr during warm-up (section 4.2's 0.01)")
+    final_lr_fraction: float = _setting(0.0, "optimisation", "onecycle/cosine: the last step's lr, as a fraction")
+    eval_every: int | None = _setting(None, "evaluation", "steps between evaluations (default: each epoch end)")
+    eval_batch_size: int = _setting(1000, "evaluation", "batch size of evaluation")
+    tta_flip: bool = _setting(False, "evaluation", "also average over the mirrored test image")
+    precision: str = _setting("fp32", "machine", "auto: bf16 where the device computes it natively; fp64 for "
+                              "numerical checks", PRECISIONS)
+    channels_last: bool | None = _setting(None, "machine", "channels_last memory format (default: on)")
+    compile: bool | None = _setting(None, "machine", "torch.compile the training forward (default: for runs of "
+                                    "2,000 steps or more, where inductor can build)")
+    device: str = _setting("auto", "machine", "auto (cuda where available, else cpu), cpu, cuda or cuda:N",
+                           metavar="auto|cpu|cuda")
+    sync_bn: bool = _setting(False, "machine", "BatchNorm statistics over the global batch (torchrun)")
+    seed: int = _setting(0, "machine", "the seed of the weights, the data order and the augmentation")
+    out: str | None = _setting(None, "run", "run folder (default runs/MODEL-DATA-TIME); never overwritten")
+    save_every: int = _setting(500, "run", "steps between last.pt saves (also at each epoch end)")
+    log_every: int = _setting(50, "run", "steps between progress lines (the loop's only host syncs)")
+    recipe: str = _setting("fast", "run", "the defaults every other flag overrides",
+                           lambda: tuple(RECIPES))
 
     def validate(self) -> "TrainConfig":
         """Raise a ValueError naming the first absurd setting; returns self."""
@@ -82,8 +121,12 @@ class TrainConfig:
             (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {self.schedule!r}"),
             (self.augment in AUGMENTS, f"augment must be one of {', '.join(AUGMENTS)}, got {self.augment!r}"),
             (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}"),
-            (self.normalize in ("per-channel", "per-pixel"),
-             f"normalize must be per-channel or per-pixel, got {self.normalize!r}"),
+            (self.normalize in NORMALIZATIONS,
+             f"normalize must be one of {', '.join(NORMALIZATIONS)}, got {self.normalize!r}"),
+            (self.normalize != "pretrained" or self.pretrained is not None,
+             "normalize 'pretrained' (the pretrained weights' statistics) needs --pretrained"),
+            (not self.freeze_backbone or self.pretrained is not None,
+             "--freeze-backbone needs --pretrained: a frozen random backbone learns nothing"),
             (self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}"),
             (0 <= self.warmup_fraction < 1, f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}"),
             (self.warmup_lr is None or self.warmup_lr > 0, f"warmup_lr must be positive, got {self.warmup_lr}"),
@@ -94,7 +137,7 @@ class TrainConfig:
             (self.eval_batch_size >= 1, f"eval_batch_size must be >= 1, got {self.eval_batch_size}"),
             (self.val_split >= 0, f"val_split must be >= 0, got {self.val_split}"),
             (self.pad >= 0, f"pad must be >= 0, got {self.pad}"),
-            (self.image_size >= 1, f"image_size must be >= 1, got {self.image_size}"),
+            (self.image_size is None or self.image_size >= 1, f"image_size must be >= 1, got {self.image_size}"),
             (all(m > 0 for m in self.milestones), f"milestones must be positive steps, got {self.milestones}"),
         ]
         for ok, message in checks:
@@ -181,16 +224,27 @@ def fast(_: str = "") -> dict:
     )
 
 
-RECIPES = {"paper-cifar": paper_cifar, "paper-imagenet": paper_imagenet, "fast": fast}
+def finetune(_: str = "") -> dict:
+    """Fine-tuning pretrained weights (--pretrained): a tenth of a from-scratch lr with a short
+    warm-up and a cosine decay, the pretrained weights' normalisation and image size, a fresh
+    classifier (docs/results.md has the measurements that chose it)."""
+    return dict(
+        epochs=10, max_steps=None, batch_size=64, lr=0.01, momentum=0.9, nesterov=True, weight_decay=1e-4,
+        schedule="cosine", warmup_fraction=0.05, final_lr_fraction=0.0, label_smoothing=0.1, augment="crop-flip",
+        pad=4, normalize="pretrained", image_size=None, precision="auto", tta_flip=False,
+    )
+
+
+RECIPES = {"paper-cifar": paper_cifar, "paper-imagenet": paper_imagenet, "fast": fast, "finetune": finetune}
 
 
 def make_config(recipe: str | None = None, **overrides) -> TrainConfig:
-    """A validated TrainConfig: the recipe's defaults (recipe "fast" unless named) for
-    overrides["model"], then the overrides that are not None.
+    """A validated TrainConfig: the recipe's defaults for overrides["model"], then the overrides
+    that are not None. The recipe, unless named: "finetune" with `pretrained`, else "fast".
 
     The run's length: `epochs` given without `max_steps` replaces a recipe's step count (the
     paper's recipes count steps); giving both is an error."""
-    recipe = recipe or "fast"
+    recipe = recipe or ("finetune" if overrides.get("pretrained") else "fast")
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; expected one of {', '.join(RECIPES)}")
     overrides = {k: v for k, v in overrides.items() if v is not None}

@@ -53,7 +53,7 @@ class Settings:
     out: Path
     data: str = "fashion-mnist"
     data_dir: str | None = None
-    device: str = "cpu"
+    device: str = "auto"
     epochs: int | None = None  # None: the experiment's default
     seeds: int | None = None
     depths: tuple[int, ...] | None = None  # degradation: the 6n+2 depths (None: 20 and 56)
@@ -371,6 +371,15 @@ def plot_degradation(curves: dict[str, list[dict]], path: Path, data: str) -> No
     tmp.replace(path)
 
 
+def _describe_device(name: str) -> str:
+    from .device import resolve_device
+
+    device = resolve_device(name)
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (cuda)"
+    return f"cpu ({os.cpu_count()} cores, {platform.machine()})"
+
+
 def update_docs(docs: Path, experiment: str, section: str, out: Path) -> None:
     """Put `section` between this experiment's markers in `docs` (appended the first time), its
     figures copied next to it under figures/."""
@@ -404,7 +413,7 @@ def reproduce(experiment: str, settings: Settings, docs: str | Path | None = Non
     minutes = (time.perf_counter() - start) / 60
     command = "resnetlab " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["reproduce"] else \
         f"resnetlab reproduce {experiment}"
-    device = settings.device if settings.device != "cpu" else f"cpu ({os.cpu_count()} cores, {platform.machine()})"
+    device = _describe_device(settings.device)
     section = (f"## {experiment}{' (--quick: checks the pipeline, not the science)' if settings.quick else ''}\n\n"
                f"`{command}` on {device}, torch {torch.__version__}: {minutes:.1f} min "
                f"(runs already finished in OUT are reused, not retrained).\n\n{body}")

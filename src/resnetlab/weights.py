@@ -182,31 +182,84 @@ def download_official(source: str, name: str) -> Path:
     return cached
 
 
+HF_HUB_PREFIX = "hf-hub:"
+HF_FILENAME = "model.safetensors"  # safetensors only: no pickle from a hub
+
+
+def download_hf_hub(source: str) -> Path:
+    """The weights of `hf-hub:ORG/NAME` through huggingface_hub: its cache (HF_HUB_CACHE) and its
+    offline mode (HF_HUB_OFFLINE=1) apply; only the repository's model.safetensors is read."""
+    repo_id = source.removeprefix(HF_HUB_PREFIX)
+    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise ValueError(f"expected hf-hub:ORG/NAME, got {source!r}")
+    try:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+    except ImportError:
+        raise ImportError("hf-hub: weights need huggingface_hub: pip install 'resnetlab[hub]'") from None
+    try:
+        return Path(hf_hub_download(repo_id, HF_FILENAME))
+    except LocalEntryNotFoundError:
+        raise OSError(f"{source}: {HF_FILENAME} is not in the Hugging Face cache and the hub cannot be reached "
+                      "(offline?); download it once where the hub is reachable, or pass the file itself") from None
+    except HfHubHTTPError as error:
+        raise OSError(f"{source}: {error}") from None
+
+
 def resolve_state_dict(source, model_name: str | None = None) -> dict[str, torch.Tensor]:
-    """A tensor state dict from any `pretrained=` source (dict, path, "torchvision", "timm")."""
+    """A tensor state dict from any `pretrained=` source (dict, path, "torchvision", "timm",
+    "hf-hub:ORG/NAME")."""
     if source is True:
         source = "torchvision"
     if isinstance(source, str) and source in OFFICIAL_WEIGHTS:
         if model_name is None:
             raise ValueError(f"pretrained={source!r} needs a named model from create_model")
         source = download_official(source, model_name)
+    elif isinstance(source, str) and source.startswith(HF_HUB_PREFIX):
+        source = download_hf_hub(source)
     if isinstance(source, (str, Path)):
         return _unwrap(read_weights_file(source))
     if isinstance(source, Mapping):
         return _unwrap(source)
     raise TypeError(
-        "pretrained must be a state dict, a weights file path, 'torchvision' or 'timm'; "
+        "pretrained must be a state dict, a weights file path, 'torchvision', 'timm' or 'hf-hub:ORG/NAME'; "
         f"got {type(source).__name__}"
     )
+
+
+def _checkpoint_meta(source) -> dict:
+    """A resnetlab checkpoint's metadata (classes, image size, normalisation), or {}."""
+    if isinstance(source, (str, Path)) and Path(source).suffix in WEIGHT_SUFFIXES and Path(source).is_file():
+        checkpoint = read_weights_file(source)
+        meta = checkpoint.get("meta") if isinstance(checkpoint, dict) else None
+        if isinstance(meta, dict):
+            return meta
+    return {}
+
+
+def source_normalization(source):
+    """The input statistics `source`'s weights were trained with: a resnetlab checkpoint's own
+    normalisation, else ImageNet's (official, hub and other weight files)."""
+    from .data.augment import Normalize
+
+    meta = _checkpoint_meta(source)
+    return Normalize.from_state_dict(meta["normalize"]) if "normalize" in meta else Normalize.imagenet()
+
+
+def source_image_size(source) -> int:
+    """The image side `source`'s weights were trained at: a resnetlab checkpoint's own, else 224."""
+    meta = _checkpoint_meta(source)
+    return int(meta["image_size"][-1]) if "image_size" in meta else 224
 
 
 # --- Loading into a model ---------------------------------------------------------------------
 
 
 def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
-    """conv1 weights for `in_chans` inputs from RGB ones: for 1 channel the sum over RGB (a
-    grey image x gives what the RGB model gives on (x, x, x)); otherwise RGB tiled and rescaled
-    by 3/in_chans to keep the activation scale."""
+    """conv1 weights for `in_chans` inputs from RGB (or grey) ones: for 1 channel the sum over
+    RGB (a grey image x gives what the RGB model gives on (x, x, x)); otherwise the input
+    channels tiled and rescaled by their count / in_chans to keep the activation scale (a grey
+    model on (x, x, x) gives what it gives on x)."""
     if in_chans == 1:
         return weight.sum(dim=1, keepdim=True)
     repeats = -(-in_chans // weight.shape[1])
@@ -220,18 +273,23 @@ def _describe(keys, limit: int = 5) -> str:
     return ", ".join(keys[:limit]) + more
 
 
-def load_pretrained(model: nn.Module, source, *, strict_classifier: bool = False) -> nn.Module:
+def load_pretrained(model: nn.Module, source, *, strict_classifier: bool = False,
+                    classifier: bool = True) -> nn.Module:
     """Load weights from any source into a resnetlab model, in place.
 
     The layout is detected from the keys. Every key and shape is checked; a mismatch raises a
     ValueError naming the offending keys. A classifier of another size is left freshly
-    initialised (with a warning) unless strict_classifier; RGB conv1 weights are adapted
-    to the model's in_chans.
+    initialised (with a warning) unless strict_classifier; classifier=False loads the backbone
+    only (fine-tuning: the model keeps its fresh classifier). RGB or grey conv1 weights are
+    adapted to the model's in_chans.
     """
     state = resolve_state_dict(source, getattr(model, "model_name", None))
     layout = detect_layout(state)
     state = to_resnetlab_keys(state, layout)
     target = model.state_dict()
+    if not classifier:
+        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+        state.update({k: v for k, v in target.items() if k.startswith("fc.")})
     # BN's num_batches_tracked only matters with momentum=None; files often lack it.
     missing = {k for k in target if k not in state and not k.endswith("num_batches_tracked")}
     unexpected = set(state) - set(target)
@@ -248,7 +306,7 @@ def load_pretrained(model: nn.Module, source, *, strict_classifier: bool = False
         )
     cfg = model.cfg
     conv1 = state["conv1.weight"]
-    if conv1.shape[1] != cfg.in_chans and conv1.shape[1] == 3:
+    if conv1.shape[1] != cfg.in_chans and conv1.shape[1] in (1, 3):
         state["conv1.weight"] = adapt_input_conv(conv1, cfg.in_chans)
     fc_keys = [k for k in ("fc.weight", "fc.bias") if k in target]
     if fc_keys and any(state[k].shape != target[k].shape for k in fc_keys) and not strict_classifier:

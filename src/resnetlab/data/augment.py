@@ -44,6 +44,11 @@ def pca_lighting(images: torch.Tensor, generator: torch.Generator, std: float = 
     return images + shift.to(images.device, images.dtype).view(-1, 3, 1, 1)
 
 
+# ImageNet's per-channel statistics (pixels in [0, 1]), which every public ResNet was trained with.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
 class Normalize:
     """x -> (x / 255 - mean) / std, with a per-channel mean (C, 1, 1) or the paper's per-pixel
     mean image (C, H, W)."""
@@ -51,6 +56,24 @@ class Normalize:
     def __init__(self, mean: torch.Tensor, std: torch.Tensor):
         self.mean = mean.float()
         self.std = std.float()
+
+    @classmethod
+    def imagenet(cls) -> "Normalize":
+        return cls(torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1))
+
+    def for_images(self, channels: int) -> "Normalize":
+        """These statistics for images of `channels` channels of any size (fine-tuning on other
+        data): a mean image becomes its per-channel mean; grey statistics are repeated for RGB,
+        RGB ones averaged for grey (a grey image is about the mean of its RGB version)."""
+        mean, std = self.mean.mean((1, 2), keepdim=True), self.std
+        if mean.shape[0] != channels:
+            if mean.shape[0] == 1:
+                mean, std = mean.repeat(channels, 1, 1), std.repeat(channels, 1, 1)
+            elif channels == 1:
+                mean, std = mean.mean(0, keepdim=True), std.mean(0, keepdim=True)
+            else:
+                raise ValueError(f"statistics of {mean.shape[0]} channels do not fit {channels}-channel images")
+        return Normalize(mean, std)
 
     @classmethod
     def fit(cls, images: torch.Tensor, per_pixel: bool) -> "Normalize":

@@ -18,9 +18,6 @@ import torch
 from .augment import Normalize
 from .batches import AUGMENT, GlobalBatches, stream_generator
 
-# ImageNet's per-channel statistics (pixels in [0, 1]): the paper subtracts the mean.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 MULTI_SCALES = (224, 256, 384, 480, 640)
 
 
@@ -132,7 +129,7 @@ class FolderDataset:
     def normalization(self, per_pixel: bool) -> Normalize:
         """ImageNet's per-channel statistics, as every pretrained network expects."""
         del per_pixel  # a mean image needs every image at one size: image folders are per channel
-        return Normalize(torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1))
+        return Normalize.imagenet()
 
     def loaders(self, cfg, normalize: Normalize, *, device, channels_last: bool, rank: int = 0,
                 world_size: int = 1) -> tuple["FolderLoader", "FolderLoader"]:
