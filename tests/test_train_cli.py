@@ -254,3 +254,19 @@ def test_a_damaged_last_checkpoint_falls_back_to_the_previous_one(tmp_path, fini
     assert resumed["step"] == 24
     for key, value in whole["model"].items():  # the lost steps trained again, exactly
         assert torch.equal(value, resumed["model"][key]), key
+
+
+def test_eval_gives_each_class_and_the_confusion_matrix(finished_run):
+    result = cli("eval", "--checkpoint", finished_run / "best.pt", "--json")
+    assert result.returncode == 0, result.stderr
+    evaluated = json.loads(result.stdout)
+    confusion = torch.tensor(evaluated["confusion"])
+    assert confusion.shape == (10, 10) and confusion.sum() == 10000
+    assert confusion.trace().item() / 100 == pytest.approx(evaluated["test_acc1"])
+    classes = load_dataset("fashion-mnist", download=False).classes
+    assert [row["class"] for row in evaluated["per_class"]] == classes
+    assert all(row["images"] == 1000 for row in evaluated["per_class"])
+    assert [row["acc1"] for row in evaluated["per_class"]] == pytest.approx((confusion.diag() / 10).tolist())
+    assert (finished_run / "confusion.png").stat().st_size > 10_000
+    table = cli("eval", "--checkpoint", finished_run / "best.pt")
+    assert "| Ankle boot | 1000 |" in table.stdout and "confusion matrix: " in table.stdout

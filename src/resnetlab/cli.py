@@ -205,7 +205,13 @@ def cmd_eval(args) -> None:
     else:
         print(f"{result['data']} {result['split']}: top-1 {result['test_acc1']:.2f}%  "
               f"top-5 {result['test_acc5']:.2f}%  "
-              f"loss {result['test_loss']:.4f}  ({result['images']} images, {result['view']})")
+              f"loss {result['test_loss']:.4f}  ({result['images']} images, {result['view']})\n")
+        from .measure import markdown
+
+        print(markdown(["class", "images", "top-1"], [[row["class"], row["images"], f"{row['acc1']:.2f}%"]
+                                                       for row in result["per_class"]]))
+        if result["confusion_png"]:
+            print(f"\nconfusion matrix: {result['confusion_png']}")
 
 
 def cmd_predict(args) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -18,7 +19,8 @@ def evaluate_checkpoint(path, *, data: str | None = None, data_dir=None, ten_cro
                         multi_scale: bool = False, device: str = "auto") -> dict:
     """Evaluate a checkpoint on the test split it was trained against (or `data`), with the
     run's own evaluation settings (batch size, precision, flip averaging), so that the
-    accuracy equals the one recorded in metrics.jsonl."""
+    accuracy equals the one recorded in metrics.jsonl. Also each class's accuracy and the
+    confusion matrix, drawn as confusion.png beside the checkpoint."""
     device = resolve_device(device)
     model, meta = load_model(path, device)
     cfg = TrainConfig.from_dict(meta["config"])
@@ -31,8 +33,7 @@ def evaluate_checkpoint(path, *, data: str | None = None, data_dir=None, ten_cro
     view = "single view" + (", flip-averaged" if cfg.tta_flip else "")
     if multi_scale:
         result = evaluate_multi_scale(model, dataset, normalize, device=device)
-        return {"checkpoint": str(path), "data": data, "split": "test", "step": meta["step"],
-                "images": result.count, "view": "multi-scale", **result.as_dict()}
+        return _report(path, data, "test", meta, "multi-scale", result, dataset.classes)
     if ten_crop:
         dataset, view = dataset.ten_crop(), "ten-crop"
     channels_last = bool(cfg.channels_last)
@@ -41,9 +42,24 @@ def evaluate_checkpoint(path, *, data: str | None = None, data_dir=None, ten_cro
     _, test_loader = dataset.loaders(cfg, normalize, device=device, channels_last=channels_last)
     precision = cfg.precision if cfg.precision != "auto" else "fp32"
     result = evaluate(model, test_loader.batches(0), precision=precision, tta_flip=cfg.tta_flip and not ten_crop,
-                      device=device)
-    return {"checkpoint": str(path), "data": data, "split": "held-out" if cfg.val_split else "test",
-            "step": meta["step"], "images": result.count, "view": view, **result.as_dict()}
+                      device=device, num_classes=dataset.num_classes)
+    return _report(path, data, "held-out" if cfg.val_split else "test", meta, view, result, dataset.classes)
+
+
+def _report(path, data: str, split: str, meta: dict, view: str, result: EvalResult, classes: list[str]) -> dict:
+    """What `resnetlab eval` prints: the scores, each class's, and the confusion matrix (also
+    drawn as confusion.png in the checkpoint's folder, where it can be written)."""
+    from .plots import plot_confusion
+
+    picture = Path(path).parent / "confusion.png"
+    try:
+        plot_confusion(result.confusion, classes, picture, title=f"{data} {split}, {view}")
+    except OSError as error:
+        warnings.warn(f"confusion matrix not drawn: {error}", stacklevel=3)
+        picture = None
+    return {"checkpoint": str(path), "data": data, "split": split, "step": meta["step"], "images": result.count,
+            "view": view, **result.as_dict(), "per_class": result.per_class(classes),
+            "confusion": result.confusion.tolist(), "confusion_png": str(picture) if picture else None}
 
 
 @torch.no_grad()
@@ -55,7 +71,7 @@ def evaluate_multi_scale(model, dataset, normalize, *, device, scales=None) -> E
 
     samples = dataset.multi_scale_samples()
     scales = scales or [round(s * dataset.crop / 224) for s in MULTI_SCALES]
-    scores = Scores(device)
+    scores = Scores(device, len(dataset.classes))
     for path, label in samples:
         logits = []
         for view in multi_scale_views(path, scales):

@@ -18,20 +18,32 @@ class EvalResult:
     acc1: float
     acc5: float
     count: int
+    confusion: torch.Tensor | None = None  # [true class, predicted class] counts, when asked for
 
     def as_dict(self, prefix: str = "test_") -> dict:
         return {f"{prefix}loss": self.loss, f"{prefix}acc1": self.acc1, f"{prefix}acc5": self.acc5}
 
+    def per_class(self, classes: list[str]) -> list[dict]:
+        """Each class's test images and top-1 accuracy (%), from the confusion matrix."""
+        rows = []
+        for index, name in enumerate(classes):
+            images = int(self.confusion[index].sum())
+            correct = int(self.confusion[index, index])
+            rows.append({"class": name, "images": images, "acc1": 100.0 * correct / images if images else float("nan")})
+        return rows
+
 
 class Scores:
-    """Running loss, top-1 and top-5 counts of logits against labels, kept on the device and
-    summed over processes at the end."""
+    """Running loss, top-1 and top-5 counts (and, given num_classes, the confusion matrix) of
+    logits against labels, kept on the device and summed over processes at the end."""
 
-    def __init__(self, device: torch.device | str = "cpu"):
+    def __init__(self, device: torch.device | str = "cpu", num_classes: int | None = None):
         self.device = torch.device(device)
         self.loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         self.correct1 = torch.zeros((), dtype=torch.int64, device=self.device)
         self.correct5 = torch.zeros((), dtype=torch.int64, device=self.device)
+        self.num_classes = num_classes
+        self.confusion = torch.zeros((num_classes or 0,) * 2, dtype=torch.int64, device=self.device)
         self.count = 0
 
     def add(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
@@ -41,6 +53,9 @@ class Scores:
         hits = top.eq(labels.view(-1, 1))
         self.correct1 += hits[:, 0].sum()
         self.correct5 += hits.any(dim=1).sum()
+        if self.num_classes:
+            pairs = labels * self.num_classes + top[:, 0]
+            self.confusion += torch.bincount(pairs, minlength=self.num_classes ** 2).view_as(self.confusion)
         self.count += len(labels)
 
     def result(self) -> EvalResult:
@@ -50,19 +65,20 @@ class Scores:
         loss, c1, c5, n = totals.tolist()
         if n == 0:
             raise ValueError("evaluate: the loader gave no images")
-        return EvalResult(loss / n, 100.0 * c1 / n, 100.0 * c5 / n, int(n))
+        confusion = dist.all_reduce_sum(self.confusion).cpu() if self.num_classes else None
+        return EvalResult(loss / n, 100.0 * c1 / n, 100.0 * c5 / n, int(n), confusion)
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, *, precision: str = "fp32", tta_flip: bool = False,
-             device: torch.device | str = "cpu") -> EvalResult:
-    """Loss, top-1 and top-5 accuracy (in %) over a loader of (images, labels) batches.
-    tta_flip averages the logits of each image and its mirror image; 5-D batches
-    (N, views, C, H, W) average the logits of the views (ten-crop)."""
+             device: torch.device | str = "cpu", num_classes: int | None = None) -> EvalResult:
+    """Loss, top-1 and top-5 accuracy (in %) over a loader of (images, labels) batches, and
+    with num_classes the confusion matrix. tta_flip averages the logits of each image and its
+    mirror image; 5-D batches (N, views, C, H, W) average the logits of the views (ten-crop)."""
     device = torch.device(device)
     was_training = model.training
     model.eval()
-    scores = Scores(device)
+    scores = Scores(device, num_classes)
     try:
         for images, labels in loader:
             views = 1
