@@ -185,3 +185,17 @@ def test_the_run_length_is_epochs_or_steps():
         make_config("fast", data="imagenet")
     with pytest.raises(ValueError, match="unknown model"):
         make_config("fast", model="resnet21")
+
+
+def test_tensorboard_gets_every_metric_of_metrics_jsonl(tmp_path, fashion_subset):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    cfg = make_config("fast", max_steps=6, batch_size=64, eval_every=3, eval_batch_size=500, out=str(out))
+    fit(cfg, dataset=fashion_subset, progress=False)
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    for key in ("test_acc1", "train_loss", "lr"):
+        logged = [(event.step, event.value) for event in events.Scalars(key)]
+        assert logged == [(row["step"], pytest.approx(row[key], rel=1e-6)) for row in rows], key

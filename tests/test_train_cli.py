@@ -203,6 +203,25 @@ def test_image_folder_training_and_ten_crop(tmp_path):
     assert broken.returncode == 1 and "broken.png" in broken.stderr and "Traceback" not in broken.stderr
 
 
+def test_image_folder_runs_resume_bitwise(tmp_path):
+    """Each image's crop, scale and flip come from (seed, epoch, step, position), not from the
+    worker that decodes it: a run stopped mid-epoch and resumed ends with the weights of an
+    uninterrupted one."""
+    from resnetlab.engine import fit
+    from resnetlab.recipes import make_config
+
+    write_image_folder(tmp_path / "folder")
+    runs = {name: make_config(data="imagefolder", data_dir=str(tmp_path / "folder"), image_size=32, batch_size=8,
+                              eval_batch_size=4, precision="fp32", max_steps=5, out=str(tmp_path / name))
+            for name in ("whole", "resumed")}
+    fit(runs["whole"], progress=False)
+    fit(runs["resumed"], progress=False, stop_after=4)  # 3 steps per epoch: stopped in the second
+    fit(runs["resumed"], progress=False, resume=True)
+    whole, again = (torch.load(tmp_path / name / "last.pt", weights_only=True)["model"] for name in runs)
+    for key, value in whole.items():
+        assert torch.equal(value, again[key]), key
+
+
 def test_resuming_a_finished_run_changes_nothing(finished_run):
     names = ("last.pt", "best.pt", "previous.pt", "metrics.jsonl", "config.json")
     files = {name: (finished_run / name).read_bytes() for name in names}

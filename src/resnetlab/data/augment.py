@@ -36,12 +36,16 @@ IMAGENET_EIGVEC = torch.tensor([
 ])
 
 
-def pca_lighting(images: torch.Tensor, generator: torch.Generator, std: float = 0.1) -> torch.Tensor:
-    """Add to every pixel of each float RGB image (in [0, 1]) the same random combination of
-    the principal components, alpha_i ~ N(0, std) scaled by the eigenvalues."""
-    alpha = torch.randn(images.shape[0], 3, generator=generator) * std
+def pca_lighting(images: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """Add to every pixel of each float RGB image (in [0, 1]) its own random combination of the
+    principal components: `alpha` (N, 3), drawn as N(0, 0.1) by `lighting_alpha`, scaled by the
+    eigenvalues."""
     shift = (alpha * IMAGENET_EIGVAL) @ IMAGENET_EIGVEC.T  # N, 3
     return images + shift.to(images.device, images.dtype).view(-1, 3, 1, 1)
+
+
+def lighting_alpha(count: int, generator: torch.Generator, std: float = 0.1) -> torch.Tensor:
+    return torch.randn(count, 3, generator=generator) * std
 
 
 # ImageNet's per-channel statistics (pixels in [0, 1]), which every public ResNet was trained with.

@@ -12,7 +12,9 @@ import torch
 
 from .augment import Normalize, random_crop, random_flip
 
-ORDER, AUGMENT = 1, 2  # stream tags for stream_generator: one random stream per purpose
+# stream tags for stream_generator, one random stream per purpose: the epoch's order, the batch's
+# augmentation, each image-folder image's transform seed
+ORDER, AUGMENT, DECODE = 1, 2, 3
 
 
 def stream_generator(*words: int) -> torch.Generator:

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from .augment import Normalize
-from .batches import AUGMENT, GlobalBatches, stream_generator
+from .batches import AUGMENT, DECODE, GlobalBatches, stream_generator
 
 MULTI_SCALES = (224, 256, 384, 480, 640)
 
@@ -153,6 +153,28 @@ class FolderDataset:
         return self.test.samples
 
 
+class _Seeded:
+    """A dataset read with (index, seed) pairs: the image's random transforms (Python's random
+    and torch's) start from its own seed, not from the worker's stream."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, item):
+        index, seed = item
+        state = random.getstate()
+        with torch.random.fork_rng(devices=[]):  # the caller's streams are left as they were
+            random.seed(seed)
+            torch.manual_seed(seed)
+            try:
+                return self.dataset[index]
+            finally:
+                random.setstate(state)
+
+
 class FolderLoader(GlobalBatches):
     """Batches of an ImageFolder, decoded by DataLoader workers; the same global-batch and
     per-rank-share semantics as InMemoryLoader, PCA lighting applied per batch."""
@@ -166,25 +188,29 @@ class FolderLoader(GlobalBatches):
         self.channels_last, self.device, self.num_workers = channels_last, torch.device(device), num_workers
 
     def batches(self, epoch: int, start: int = 0):
+        """Yield (images, labels) for steps start.. of `epoch`, this rank's share. Every random
+        draw (each image's crop, scale and flip, each batch's lighting) is a function of (seed,
+        epoch, step, position in the global batch): a resumed run, or a run on N processes, sees
+        the batches of an uninterrupted single-process run, whatever worker decodes an image."""
         from torch.utils.data import DataLoader
 
-        from .augment import pca_lighting
+        from .augment import lighting_alpha, pca_lighting
 
         order = self.order(epoch)
-        shares = [self.share(self.global_batch(order, step)).tolist() for step in range(start, len(self))]
-        seed = self.seed
-
-        def init_worker(worker: int) -> None:
-            random.seed(hash((seed, epoch, start, worker)))
-            torch.manual_seed(hash((seed, epoch, start, worker)) & 0xFFFFFFFF)
-
-        loader = DataLoader(self.dataset, batch_sampler=shares, num_workers=self.num_workers,
-                            worker_init_fn=init_worker, persistent_workers=False)
+        samples = []  # each step's share: (index, that image's seed) pairs
+        for step in range(start, len(self)):
+            batch = self.global_batch(order, step)
+            seeds = torch.randint(0, 2**62, (len(batch),), generator=stream_generator(self.seed, DECODE, epoch, step))
+            samples.append(list(zip(self.share(batch).tolist(), self.share(seeds).tolist())))
+        loader = DataLoader(_Seeded(self.dataset), batch_sampler=samples, num_workers=self.num_workers,
+                            persistent_workers=False)
         memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         for step, (images, labels) in enumerate(_unwrapped(loader), start):
             images = images.to(self.device).float() / 255
-            if self.lighting:
-                images = pca_lighting(images, stream_generator(self.seed, AUGMENT, epoch, step))
+            if self.lighting:  # drawn for the global batch, as the other augmentations
+                alpha = lighting_alpha(len(self.global_batch(order, step)), stream_generator(self.seed, AUGMENT, epoch,
+                                                                                             step))
+                images = pca_lighting(images, self.share(alpha))
             images = self.normalize.standardize(images)
             if images.ndim == 4:  # (ten-crop batches are 5-D: evaluate averages over the views)
                 images = images.contiguous(memory_format=memory_format)
