@@ -165,3 +165,22 @@ def test_every_train_flag_has_help_and_the_finite_ones_list_their_choices():
     assert [group.title for group in train._action_groups][2:] == ["model", "data", "optimisation", "evaluation",
                                                                    "machine", "run"]
     assert json.loads(json.dumps(choices["normalize"])) == ["per-channel", "per-pixel", "pretrained"]
+
+
+def test_the_transfer_example_runs_end_to_end(tmp_path):
+    """examples/transfer.py --quick: pretrain on classes 0-4, write an image folder of classes
+    5-9 from the real test images, fine-tune, probe and train from scratch on it (the pipeline;
+    docs/results.md has the full run's numbers)."""
+    from pathlib import Path
+
+    script = Path(__file__).parent.parent / "examples" / "transfer.py"
+    result = subprocess.run([sys.executable, str(script), "--out", str(tmp_path), "--quick"], capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and "%" in line]
+    assert len(rows) == 4 and "fine-tuned" in rows[0] and "linear probe" in rows[1]
+    assert sorted(p.name for p in (tmp_path / "folder" / "train").iterdir()) == ["Ankle boot", "Bag", "Sandal",
+                                                                                "Shirt", "Sneaker"]
+    assert len(list((tmp_path / "folder" / "train" / "Bag").glob("*.png"))) == 8
+    checkpoint = torch.load(tmp_path / "run0" / "last.pt", weights_only=True)
+    assert checkpoint["config"]["pretrained"].endswith("best.pt") and checkpoint["meta"]["in_chans"] == 3
