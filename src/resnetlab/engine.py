@@ -26,7 +26,7 @@ from .progress import Progress
 from .recipes import TrainConfig, lr_at, resumed_config
 from .runfolder import RunFolder
 from .scoring import evaluate
-from .weights import load_pretrained, source_image_size, source_normalization
+from .weights import load_pretrained, read_source
 from .zoo import create_model
 
 
@@ -257,16 +257,17 @@ def _start(cfg: TrainConfig, resume: bool, dataset, progress: bool) -> _Run:
             warnings.warn(lost, ResumeWarning, stacklevel=3)
         saved = TrainConfig.from_dict(checkpoint["config"])
         cfg = resumed_config(saved, cfg)
+    # A resumed run's weights are its checkpoint's (the pretrained source may be gone).
+    source, source_meta = read_source(cfg.pretrained) if cfg.pretrained and checkpoint is None else (None, {})
     cfg = dataclasses.replace(cfg, precision=resolve_precision(cfg.precision, device),
                               channels_last=pick_channels_last(cfg),
-                              image_size=cfg.image_size or source_image_size(cfg.pretrained))
+                              image_size=cfg.image_size or int(source_meta.get("image_size", [224])[-1]))
     torch.manual_seed(cfg.seed)
     if dataset is None:
         dataset = load_dataset(cfg.data, cfg.data_dir, val_split=cfg.val_split, seed=cfg.seed,
                                image_size=cfg.image_size)
-    normalize = _normalization(cfg, dataset, checkpoint)
-    # A resumed run's weights are its checkpoint's (the pretrained source may be gone).
-    model = build_model(cfg, dataset, device, cfg.pretrained if checkpoint is None else None)
+    normalize = _normalization(cfg, dataset, checkpoint, source_meta)
+    model = build_model(cfg, dataset, device, source)
     train_loader, test_loader = dataset.loaders(cfg, normalize, device=device, channels_last=cfg.channels_last,
                                                 rank=dist.rank(), world_size=dist.world_size())
     optimizer = make_optimizer(model, cfg)
@@ -298,12 +299,15 @@ def _start(cfg: TrainConfig, resume: bool, dataset, progress: bool) -> _Run:
     return run
 
 
-def _normalization(cfg: TrainConfig, dataset, checkpoint: dict | None) -> Normalize:
-    """The input statistics: a resumed run's own, the pretrained weights', or the dataset's."""
+def _normalization(cfg: TrainConfig, dataset, checkpoint: dict | None, source_meta: dict) -> Normalize:
+    """The input statistics: a resumed run's own, the pretrained weights' (a resnetlab
+    checkpoint's own, else ImageNet's), or the dataset's."""
     if checkpoint is not None:
         return Normalize.from_state_dict(checkpoint["meta"]["normalize"])
     if cfg.normalize == "pretrained":
-        return source_normalization(cfg.pretrained).for_images(dataset.image_shape[0])
+        source = Normalize.from_state_dict(source_meta["normalize"]) if "normalize" in source_meta else \
+            Normalize.imagenet()
+        return source.for_images(dataset.image_shape[0])
     return dataset.normalization(per_pixel=cfg.normalize == "per-pixel")
 
 

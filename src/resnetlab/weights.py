@@ -173,7 +173,11 @@ def download_official(source: str, name: str) -> Path:
     hash_prefix = _HASH_IN_NAME.search(filename).group(1)
     cached = Path(torch.hub.get_dir()) / "checkpoints" / filename
     if not cached.is_file():
-        fetch(url, cached, sha256_prefix=hash_prefix, progress=True)
+        try:
+            fetch(url, cached, sha256_prefix=hash_prefix, progress=True)
+        except OSError as error:
+            raise OSError(f"{error}; offline, put {filename} in {cached.parent} (TORCH_HOME) or pass the file "
+                          "itself as pretrained") from None
     if not digest(cached).startswith(hash_prefix):
         raise ValueError(
             f"cached weights {cached} do not match their published SHA-256 prefix {hash_prefix}: "
@@ -227,29 +231,16 @@ def resolve_state_dict(source, model_name: str | None = None) -> dict[str, torch
     )
 
 
-def _checkpoint_meta(source) -> dict:
-    """A resnetlab checkpoint's metadata (classes, image size, normalisation), or {}."""
-    if isinstance(source, (str, Path)) and Path(source).suffix in WEIGHT_SUFFIXES and Path(source).is_file():
-        checkpoint = read_weights_file(source)
-        meta = checkpoint.get("meta") if isinstance(checkpoint, dict) else None
-        if isinstance(meta, dict):
-            return meta
-    return {}
-
-
-def source_normalization(source):
-    """The input statistics `source`'s weights were trained with: a resnetlab checkpoint's own
-    normalisation, else ImageNet's (official, hub and other weight files)."""
-    from .data.augment import Normalize
-
-    meta = _checkpoint_meta(source)
-    return Normalize.from_state_dict(meta["normalize"]) if "normalize" in meta else Normalize.imagenet()
-
-
-def source_image_size(source) -> int:
-    """The image side `source`'s weights were trained at: a resnetlab checkpoint's own, else 224."""
-    meta = _checkpoint_meta(source)
-    return int(meta["image_size"][-1]) if "image_size" in meta else 224
+def read_source(source) -> tuple[object, dict]:
+    """`source` read once for load_pretrained (a weights file becomes its contents), and the
+    metadata of a resnetlab checkpoint (image size, normalisation, classes); {} for others,
+    whose weights (official, hub) were trained on ImageNet."""
+    if isinstance(source, (str, Path)) and str(source) not in OFFICIAL_WEIGHTS \
+            and not str(source).startswith(HF_HUB_PREFIX):
+        loaded = read_weights_file(source)
+        meta = loaded.get("meta") if isinstance(loaded, dict) else None
+        return loaded, meta if isinstance(meta, dict) else {}
+    return source, {}
 
 
 # --- Loading into a model ---------------------------------------------------------------------
