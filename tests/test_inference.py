@@ -42,6 +42,26 @@ def test_every_optimization_gives_the_eager_logits(name, images):
     assert relative_error(got, expected) < 0.05  # bf16 keeps 8 bits of mantissa: ~1% is expected
 
 
+@pytest.mark.parametrize("name", IMAGENET_FAMILY)
+def test_openvino_gives_the_eager_logits_and_int8_the_top1(name, images):
+    """OpenVINO fp32 gives the eager logits; int8 (NNCF, calibrated on images like the inputs)
+    keeps the top-1 and the logits' direction, and so does bf16 (on two networks: it is
+    OpenVINO's precision hint, the same for all)."""
+    x = torch.randn(16, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    model = trained_like(name, x)
+    with torch.no_grad():
+        expected = model(x)
+    fp32 = optimize_for_inference(model, backend="openvino")
+    assert relative_error(fp32(x), expected) < 1e-4
+    for precision in ("bf16", "int8") if name in ("resnet18", "resnet50") else ("int8",):
+        calibration = torch.randn(32, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+        got = optimize_for_inference(model, backend="openvino", dtype=precision, calibration=calibration)(x)
+        assert got.dtype == torch.float32 and got.shape == expected.shape
+        agreement = (got.argmax(1) == expected.argmax(1)).float().mean().item()
+        cosine = torch.nn.functional.cosine_similarity(got, expected, dim=1).min().item()
+        assert agreement >= 14 / 16 and cosine >= 0.99, (precision, agreement, cosine)
+
+
 @pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="weight pre-packing is oneDNN's")
 def test_compiling_on_the_cpu_prepacks_every_conv_of_every_model(images):
     """Freezing must be in force when dynamo traces, or the weights stay graph inputs and
@@ -97,6 +117,21 @@ def test_folding_needs_eval_mode_and_a_conv_before_every_bn():
     (dict(backend="tensorrt"), ValueError, "expected one of torch, onnxruntime"),
     (dict(backend="onnxruntime", dtype="bf16"), ValueError, "fp32 only"),
     (dict(backend="onnxruntime", compile=True), ValueError, "compile is for backend='torch'"),
+    (dict(dtype="int8"), ValueError, "int8 runs on backend='openvino'"),
+    (dict(dtype="int8", backend="openvino"), ValueError, "int8 needs calibration"),
+    (dict(dtype="int8", backend="openvino", calibration=torch.randn(3, 64, 64)), ValueError,
+     r"expected a non-empty N x C x H x W batch, got shape \(3, 64, 64\)"),
+    (dict(dtype="int8", backend="openvino", calibration=torch.zeros(2, 3, 64, 64, dtype=torch.uint8)), TypeError,
+     "expected floating-point images"),
+    (dict(dtype="int8", backend="openvino", calibration=torch.randn(2, 1, 64, 64)), ValueError,
+     "expected 3 channels, got 1"),
+    (dict(dtype="int8", backend="openvino", calibration=torch.randn(2, 3, 16, 16)), ValueError,
+     "smaller than the network's total stride 32"),
+    (dict(dtype="int8", backend="openvino", calibration=[torch.randn(2, 3, 64, 64), torch.randn(2, 3, 32, 32)]),
+     ValueError, "must all have one size"),
+    (dict(dtype="int8", backend="openvino", calibration=[]), ValueError, "calibration is empty"),
+    (dict(dtype="int8", backend="openvino", calibration=[[1, 2]]), TypeError, "calibration batch 0: expected a torch"),
+    (dict(backend="openvino", compile=True), ValueError, "compile is for backend='torch'; openvino"),
 ])
 def test_bad_options_are_named(kwargs, error, message):
     with pytest.raises(error, match=message):
@@ -113,3 +148,25 @@ def test_bad_input_gets_the_eager_models_error(images):
         optimize_for_inference(torch.nn.Linear(2, 2))
     with pytest.raises(RuntimeError, match="cannot be trained"):
         optimized.train()
+
+
+def test_a_missing_openvino_is_one_clear_line():
+    import subprocess
+    import sys
+
+    script = ("import sys; sys.modules['openvino'] = None\n"
+              "import resnetlab\n"
+              "try:\n"
+              "    resnetlab.optimize_for_inference(resnetlab.create_model('resnet18'), backend='openvino')\n"
+              "except RuntimeError as error:\n"
+              "    print(error)\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "OpenVINO is not installed: pip install 'resnetlab[openvino]'", result.stderr
+
+
+def test_int8_runs_at_its_calibration_size(images):
+    model = trained_like("resnet18", images)
+    int8 = optimize_for_inference(model, dtype="int8", backend="openvino", calibration=images.split(3))
+    assert int8(images).shape == (6, 10)
+    with pytest.raises(ValueError, match="calibrated on 64x64 images, got 32x32"):
+        int8(images[:, :, :32, :32])

@@ -107,7 +107,8 @@ def test_predict_on_image_files(tmp_path, finished_run):
 
 
 @pytest.mark.parametrize("fmt, name", [("safetensors", "model.safetensors"), ("torchvision", "tv.pth"),
-                                       ("timm", "timm.safetensors"), ("onnx", "model.onnx")])
+                                       ("timm", "timm.safetensors"), ("onnx", "model.onnx"),
+                                       ("openvino", "model.xml")])
 def test_export_round_trips(tmp_path, finished_run, fmt, name):
     import resnetlab
     from resnetlab.checkpoint import load_model
@@ -119,7 +120,14 @@ def test_export_round_trips(tmp_path, finished_run, fmt, name):
     x = torch.randn(3, 1, 28, 28)
     with torch.no_grad():
         expected = model(x)
-    if fmt == "onnx":
+    if fmt == "openvino":
+        import openvino
+
+        compiled = openvino.Core().compile_model(str(target), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        got = torch.from_numpy(compiled(x.numpy())[compiled.output(0)])
+        assert target.with_suffix(".bin").is_file()
+        assert ((got - expected).abs().max() / expected.abs().max()).item() < 1e-4
+    elif fmt == "onnx":
         import onnxruntime
 
         session = onnxruntime.InferenceSession(str(target), providers=["CPUExecutionProvider"])
@@ -289,3 +297,20 @@ def test_eval_gives_each_class_and_the_confusion_matrix(finished_run):
     assert (finished_run / "confusion.png").stat().st_size > 10_000
     table = cli("eval", "--checkpoint", finished_run / "best.pt")
     assert "| Ankle boot | 1000 |" in table.stdout and "confusion matrix: " in table.stdout
+
+
+def test_eval_and_predict_in_int8_calibrate_on_the_runs_own_images(finished_run, tmp_path):
+    from PIL import Image
+
+    fp32 = json.loads(cli("eval", "--checkpoint", finished_run / "best.pt", "--precision", "fp32", "--json").stdout)
+    result = cli("eval", "--checkpoint", finished_run / "best.pt", "--precision", "int8", "--json")
+    assert result.returncode == 0, result.stderr
+    int8 = json.loads(result.stdout)
+    assert int8["view"].endswith("optimized for inference in int8") and int8["images"] == 10000
+    assert abs(int8["test_acc1"] - fp32["test_acc1"]) < 2.0
+    test = load_dataset("fashion-mnist", download=False).test
+    Image.fromarray(test.images[0, 0].numpy()).save(tmp_path / "item.png")
+    predicted = cli("predict", "--checkpoint", finished_run / "best.pt", tmp_path / "item.png", "--precision", "int8",
+                    "--json")
+    assert predicted.returncode == 0, predicted.stderr
+    assert json.loads(predicted.stdout)[0]["top"][0]["class"] in load_dataset("fashion-mnist", download=False).classes

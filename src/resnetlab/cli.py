@@ -199,7 +199,7 @@ def cmd_eval(args) -> None:
     from .evaluation import evaluate_checkpoint
 
     result = evaluate_checkpoint(args.checkpoint, data=args.data, data_dir=args.data_dir, ten_crop=args.ten_crop,
-                                 multi_scale=args.multi_scale, device=args.device)
+                                 multi_scale=args.multi_scale, device=args.device, precision=args.precision)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -218,7 +218,7 @@ def cmd_predict(args) -> None:
     from .evaluation import predict_files
 
     predictions = predict_files(args.checkpoint, args.images, top_k=args.top_k, device=args.device,
-                                  precision=args.precision)
+                                precision=args.precision, data_dir=args.data_dir)
     if args.json:
         print(json.dumps(predictions, indent=2))
         return
@@ -305,6 +305,9 @@ def _add_eval(commands) -> None:
     views.add_argument("--multi-scale", action="store_true",
                        help="fully convolutional multi-scale testing (image folders, section 3.4)")
     evaluate.add_argument("--device", default="auto", metavar="auto|cpu|cuda", help="default: cuda where available")
+    evaluate.add_argument("--precision", choices=["fp32", "bf16", "int8"],
+                          help="evaluate the network optimized for inference in this precision (int8: OpenVINO, "
+                               "calibrated on the run's training images); default: as the run evaluated")
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(run=cmd_eval)
 
@@ -315,8 +318,10 @@ def _add_predict(commands) -> None:
     predict.add_argument("images", nargs="+", metavar="IMAGE")
     predict.add_argument("--top-k", type=_positive_int, default=3, metavar="K")
     predict.add_argument("--device", default="auto", metavar="auto|cpu|cuda", help="default: cuda where available")
-    predict.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                         help="fp32: the training logits; bf16: faster where the machine has native bf16")
+    predict.add_argument("--precision", choices=["fp32", "bf16", "int8"], default="fp32",
+                         help="fp32: the training logits; bf16: faster where the machine has native bf16; "
+                              "int8: OpenVINO, calibrated on the run's training images")
+    predict.add_argument("--data-dir", metavar="DIR", help="int8: where the run's training data is")
     predict.add_argument("--json", action="store_true")
     predict.set_defaults(run=cmd_predict)
 

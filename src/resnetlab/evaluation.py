@@ -16,11 +16,15 @@ from .scoring import EvalResult, Scores, evaluate
 
 
 def evaluate_checkpoint(path, *, data: str | None = None, data_dir=None, ten_crop: bool = False,
-                        multi_scale: bool = False, device: str = "auto") -> dict:
+                        multi_scale: bool = False, device: str = "auto", precision: str | None = None) -> dict:
     """Evaluate a checkpoint on the test split it was trained against (or `data`), with the
     run's own evaluation settings (batch size, precision, flip averaging), so that the
     accuracy equals the one recorded in metrics.jsonl. Also each class's accuracy and the
-    confusion matrix, drawn as confusion.png beside the checkpoint."""
+    confusion matrix, drawn as confusion.png beside the checkpoint.
+
+    precision ("fp32", "bf16" or "int8"): evaluate the network optimized for inference in that
+    precision instead (int8: OpenVINO, calibrated on the run's own training images), so that
+    what deployment costs in accuracy shows."""
     device = resolve_device(device)
     model, meta = load_model(path, device)
     cfg = TrainConfig.from_dict(meta["config"])
@@ -37,11 +41,14 @@ def evaluate_checkpoint(path, *, data: str | None = None, data_dir=None, ten_cro
     if ten_crop:
         dataset, view = dataset.ten_crop(), "ten-crop"
     channels_last = bool(cfg.channels_last)
-    if channels_last:
+    autocast = cfg.precision if cfg.precision != "auto" else "fp32"
+    if precision is not None:
+        model, autocast = optimized(model, precision, dataset, normalize), "fp32"
+        view += f", optimized for inference in {precision}"
+    elif channels_last:
         model = model.to(memory_format=torch.channels_last)
     _, test_loader = dataset.loaders(cfg, normalize, device=device, channels_last=channels_last)
-    precision = cfg.precision if cfg.precision != "auto" else "fp32"
-    result = evaluate(model, test_loader.batches(0), precision=precision, tta_flip=cfg.tta_flip and not ten_crop,
+    result = evaluate(model, test_loader.batches(0), precision=autocast, tta_flip=cfg.tta_flip and not ten_crop,
                       device=device, num_classes=dataset.num_classes)
     return _report(path, data, "held-out" if cfg.val_split else "test", meta, view, result, dataset.classes)
 
@@ -60,6 +67,17 @@ def _report(path, data: str, split: str, meta: dict, view: str, result: EvalResu
     return {"checkpoint": str(path), "data": data, "split": split, "step": meta["step"], "images": result.count,
             "view": view, **result.as_dict(), "per_class": result.per_class(classes),
             "confusion": result.confusion.tolist(), "confusion_png": str(picture) if picture else None}
+
+
+def optimized(model, precision: str, dataset, normalize: Normalize):
+    """The checkpoint's network for inference in `precision`: int8 on OpenVINO, calibrated on
+    256 of the run's own training images; fp32 and bf16 on torch."""
+    from .inference import optimize_for_inference
+
+    if precision != "int8":
+        return optimize_for_inference(model, dtype=precision)
+    return optimize_for_inference(model, dtype="int8", backend="openvino",
+                                  calibration=dataset.calibration_images(normalize).split(64))
 
 
 @torch.no_grad()
@@ -99,9 +117,11 @@ def _image_batch(files, meta) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict_files(path, files, *, top_k: int = 3, device: str = "auto", precision: str = "fp32") -> list[dict]:
+def predict_files(path, files, *, top_k: int = 3, device: str = "auto", precision: str = "fp32",
+                  data_dir=None) -> list[dict]:
     """Top-k classes of each image file, resized and cropped to the training image size, by
-    the checkpoint's network optimized for inference (BN folded, channels_last, `precision`)."""
+    the checkpoint's network optimized for inference (BN folded, channels_last, `precision`;
+    int8 calibrates on the run's training data, found as training found it or in data_dir)."""
     from .inference import optimize_for_inference
 
     device = resolve_device(device)
@@ -109,8 +129,13 @@ def predict_files(path, files, *, top_k: int = 3, device: str = "auto", precisio
         if not Path(file).is_file():
             raise FileNotFoundError(f"image not found: {file}")
     model, meta = load_model(path, device)
-    model = optimize_for_inference(model, dtype=precision)
     normalize = Normalize.from_state_dict(meta["normalize"])
+    if precision == "int8":  # calibrated on the run's own training images, where they are
+        cfg = TrainConfig.from_dict(meta["config"])
+        dataset = load_dataset(cfg.data, data_dir or cfg.data_dir, image_size=cfg.image_size)
+        model = optimized(model, precision, dataset, normalize)
+    else:
+        model = optimize_for_inference(model, dtype=precision)
     images = normalize(_image_batch(files, meta).to(device))
     probabilities = model(images).softmax(1)
     top = probabilities.topk(min(top_k, probabilities.shape[1]), dim=1)
@@ -122,12 +147,13 @@ def predict_files(path, files, *, top_k: int = 3, device: str = "auto", precisio
     ]
 
 
-EXPORT_FORMATS = ("onnx", "safetensors", "torchvision", "timm")
+EXPORT_FORMATS = ("onnx", "openvino", "safetensors", "torchvision", "timm")
 
 
 def export_checkpoint(path, fmt: str, out) -> Path:
     """Write the checkpoint's model as safetensors (resnetlab layout), torchvision/timm weights
-    (.pth, or .safetensors by suffix) or ONNX (checked against torch with ONNX Runtime)."""
+    (.pth, or .safetensors by suffix), ONNX (checked against torch with ONNX Runtime) or
+    OpenVINO IR (checked with OpenVINO)."""
     from .weights import export_state_dict
 
     if fmt not in EXPORT_FORMATS:
@@ -140,6 +166,10 @@ def export_checkpoint(path, fmt: str, out) -> Path:
 
         export_onnx(model, out, input_size=tuple(meta["image_size"]), verify=True)
         return out
+    if fmt == "openvino":  # IR: OUT.xml and OUT.bin, checked against torch
+        from .openvino_backend import export_openvino
+
+        return export_openvino(model, out, input_size=tuple(meta["image_size"]), verify=True)
     layout = "resnetlab" if fmt == "safetensors" else fmt
     state = {k: v.contiguous() for k, v in export_state_dict(model, layout).items()}
     if fmt == "safetensors" or out.suffix == ".safetensors":

@@ -13,7 +13,8 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from .model import ResNet
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-BACKENDS = ("torch", "onnxruntime")
+PRECISIONS = (*DTYPES, "int8")  # int8: quantized, on backend="openvino"
+BACKENDS = ("torch", "onnxruntime", "openvino")
 
 
 def fold_batchnorm(model: ResNet) -> ResNet:
@@ -72,7 +73,8 @@ class InferenceModel(nn.Module):
 
 
 def optimize_for_inference(model: ResNet, *, dtype: torch.dtype | str = torch.float32, channels_last: bool = True,
-                           fold_bn: bool = True, compile: bool = False, backend: str = "torch") -> InferenceModel:
+                           fold_bn: bool = True, compile: bool = False, backend: str = "torch",
+                           calibration=None) -> InferenceModel:
     """A copy of `model` for inference (the original is untouched): BN folded into the convs,
     weights in `dtype` and channels_last, optionally compiled. fp32 gives the same logits as the
     eager model (to ~1e-5 relative); bf16 the same top-1 up to near-ties.
@@ -86,32 +88,55 @@ def optimize_for_inference(model: ResNet, *, dtype: torch.dtype | str = torch.fl
     backend="onnxruntime" runs the folded fp32 network with ONNX Runtime's CPU provider instead:
     the fastest fp32 on the CPUs measured here (its NCHWc kernels). Each image size is exported
     and checked against torch the first time it is seen, as torch.compile compiles on its first
-    call."""
+    call.
+
+    backend="openvino" runs fp32, bf16 or int8 with OpenVINO on the CPU. int8 (dtype="int8",
+    OpenVINO only) is NNCF's post-training static quantization calibrated on `calibration`: an
+    N x C x H x W tensor of the user's images, normalised as the network's inputs, or an
+    iterable of such batches (a few hundred images); it keeps the top-1 of fp32 up to
+    near-ties."""
     if not isinstance(model, ResNet):
         raise TypeError(f"expected a resnetlab ResNet, got {type(model).__name__}")
-    if isinstance(dtype, str):
-        if dtype not in DTYPES:
-            raise ValueError(f"unknown dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
-        dtype = DTYPES[dtype]
-    if dtype not in DTYPES.values():
-        raise ValueError(f"expected dtype float32, bfloat16 or float16, got {dtype}")
+    precision = _precision(dtype)
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}: expected one of {', '.join(BACKENDS)}")
-    onnxruntime = backend == "onnxruntime"
-    if onnxruntime:
-        _check_onnxruntime_options(model, dtype, compile)
+    if precision == "int8" and backend != "openvino":
+        raise ValueError("int8 runs on backend='openvino' (NNCF's quantization, the fastest measured here)")
+    if backend != "torch":
+        _check_engine_options(model, backend, precision, compile)
+    if precision == "int8":
+        from .openvino_backend import calibration_batches
+
+        calibration = calibration_batches(calibration, model.cfg.in_chans, model.cfg.total_stride)
     model = copy.deepcopy(model).eval()
     if fold_bn:
         fold_batchnorm(model)
-    # ONNX Runtime takes NCHW and picks its own layout
-    memory_format = torch.channels_last if channels_last and not onnxruntime else torch.contiguous_format
+    # the other engines take fp32 NCHW and choose their own precision and layout
+    dtype = DTYPES[precision] if backend == "torch" else torch.float32
+    memory_format = torch.channels_last if channels_last and backend == "torch" else torch.contiguous_format
     model = model.to(dtype=dtype, memory_format=memory_format).requires_grad_(False)
     network = model
-    if onnxruntime:
+    if backend == "onnxruntime":
         network = OnnxRuntimeNetwork(model)
+    elif backend == "openvino":
+        from .openvino_backend import OpenVinoNetwork
+
+        network = OpenVinoNetwork(model, precision, calibration if precision == "int8" else None)
     elif compile:
         network = torch.compile(model)
-    return InferenceModel(model, network, dtype, memory_format, compiled=compile)
+    return InferenceModel(model, network, dtype, memory_format, compiled=compile and backend == "torch")
+
+
+def _precision(dtype: torch.dtype | str) -> str:
+    """"fp32", "bf16", "fp16" or "int8" from a name or a torch dtype."""
+    if isinstance(dtype, str):
+        if dtype not in PRECISIONS:
+            raise ValueError(f"unknown dtype {dtype!r}: expected one of {', '.join(PRECISIONS)}")
+        return dtype
+    names = {value: name for name, value in DTYPES.items()}
+    if dtype not in names:
+        raise ValueError(f"expected dtype float32, bfloat16 or float16 (or the name 'int8'), got {dtype}")
+    return names[dtype]
 
 
 def _compiling(freeze: bool) -> contextlib.ExitStack:
@@ -135,14 +160,23 @@ def _compiling(freeze: bool) -> contextlib.ExitStack:
     return settings
 
 
-def _check_onnxruntime_options(model: ResNet, dtype: torch.dtype, compile: bool) -> None:
-    if dtype != torch.float32:
-        raise ValueError(f"the onnxruntime backend runs fp32 only, got dtype {dtype}; use backend='torch' for it")
+def _check_engine_options(model: ResNet, backend: str, precision: str, compile: bool) -> None:
+    """ONNX Runtime runs fp32, OpenVINO fp32, bf16 and int8; both on the CPU, optimizing the
+    graph themselves; a missing package is named before any work."""
+    supported = ("fp32",) if backend == "onnxruntime" else ("fp32", "bf16", "int8")
+    if precision not in supported:
+        raise ValueError(f"the {backend} backend runs {' and '.join(supported)} only, got {precision}; "
+                         "use backend='torch' for it")
     if compile:
-        raise ValueError("compile is for backend='torch'; ONNX Runtime optimizes the graph itself")
+        raise ValueError(f"compile is for backend='torch'; {backend} optimizes the graph itself")
     if next(model.parameters()).device.type != "cpu":
-        raise ValueError("the onnxruntime backend runs on the CPU: move the model there first (model.cpu())")
-    _import_onnxruntime()
+        raise ValueError(f"the {backend} backend runs on the CPU: move the model there first (model.cpu())")
+    if backend == "onnxruntime":
+        _import_onnxruntime()
+    else:
+        from .openvino_backend import import_openvino
+
+        import_openvino()
 
 
 class OnnxRuntimeNetwork(nn.Module):

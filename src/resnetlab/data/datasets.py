@@ -56,6 +56,12 @@ class Dataset:
         test = InMemoryLoader(self.test, cfg.eval_batch_size, normalize, shuffle=False, drop_last=False, **common)
         return train, test
 
+    def calibration_images(self, normalize: Normalize, count: int = 256) -> torch.Tensor:
+        """`count` training images spread evenly over the split, unaugmented and normalised: what
+        int8 quantization calibrates on."""
+        index = torch.linspace(0, len(self.train) - 1, min(count, len(self.train))).long()
+        return normalize(self.train.images[index])
+
     def ten_crop(self):
         raise ValueError("--ten-crop and --multi-scale need an image folder (--data imagefolder --data-dir DIR)")
 

@@ -141,6 +141,13 @@ class FolderDataset:
                             lighting=False, **common)
         return train, test
 
+    def calibration_images(self, normalize: Normalize, count: int = 256) -> torch.Tensor:
+        """`count` training images spread evenly over train/, as the test images are cropped
+        (no augmentation), normalised: what int8 quantization calibrates on."""
+        plain = image_folder(self.root, "train", self.crop, train=False)
+        index = torch.linspace(0, len(plain) - 1, min(count, len(plain))).long().tolist()
+        return normalize.standardize(torch.stack([plain[i][0] for i in index]).float() / 255)
+
     def ten_crop(self) -> "FolderDataset":
         """This dataset with each test image as its ten crops (4 corners, centre, mirrored)."""
         copy = object.__new__(FolderDataset)
