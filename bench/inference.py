@@ -189,11 +189,11 @@ def main() -> None:
                      f"{100 * rate * flops / peak[variants[label][0]]:.0f}% ({variants[label][0]})"
                      if variants[label][0] in peak else "-"]
                     for label, rate in rates.items()]
+            print(f"batch {batch}:\n")
+            print(markdown(["network", "img/s", "vs timm", "GFLOP/s", "share of matmul peak"], rows) + "\n", flush=True)
             if engines:
                 fastest = max(r for label, r in rates.items() if label.startswith("resnetlab"))
                 print(f"resnetlab's fastest / OpenVINO int8 by hand: {fastest / rates['OpenVINO int8 by hand']:.2f}x\n")
-            print(f"batch {batch}:\n")
-            print(markdown(["network", "img/s", "vs timm", "GFLOP/s", "share of matmul peak"], rows) + "\n", flush=True)
 
 
 if __name__ == "__main__":

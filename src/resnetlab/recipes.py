@@ -225,11 +225,11 @@ def fast(_: str = "") -> dict:
 
 
 def finetune(_: str = "") -> dict:
-    """Fine-tuning pretrained weights (--pretrained): a tenth of a from-scratch lr with a short
-    warm-up and a cosine decay, the pretrained weights' normalisation and image size, a fresh
-    classifier (docs/results.md has the measurements that chose it)."""
+    """Fine-tuning pretrained weights (--pretrained): a short warm-up and a cosine decay, a
+    fresh classifier, the source's normalisation and image size. lr 0.1 at batch 32 measured
+    best on the transfer experiment of docs/results.md (`python examples/transfer.py`)."""
     return dict(
-        epochs=10, max_steps=None, batch_size=64, lr=0.01, momentum=0.9, nesterov=True, weight_decay=1e-4,
+        epochs=10, max_steps=None, batch_size=32, lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4,
         schedule="cosine", warmup_fraction=0.05, final_lr_fraction=0.0, label_smoothing=0.1, augment="crop-flip",
         pad=4, normalize="pretrained", image_size=None, precision="auto", tta_flip=False,
     )
