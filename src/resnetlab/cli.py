@@ -67,6 +67,8 @@ def cmd_summary(args) -> None:
 
 # TrainConfig fields with a hand-written flag (the documented CLI's names) or none on the command line.
 _TRAIN_SPECIAL = {"model_overrides", "recipe", "epochs", "max_steps", "out"}
+# Choices listed in the help but checked by TrainConfig.validate, whose error names the close matches.
+_NAMED_BY_THE_LIBRARY = {"model", "data"}
 _MODEL_FLAGS = {  # model overrides, as flags of their own
     "shortcut": dict(choices=SHORTCUTS, help="shortcut option (section 3.3)"),
     "stride_in_1x1": dict(action=argparse.BooleanOptionalAction, help="the paper's v1 bottleneck"),
@@ -116,7 +118,9 @@ def _add_config_flags(groups: dict) -> None:
             spec.update(type=int, metavar="N")
         elif "float" in kind:
             spec.update(type=float, metavar="X")
-        if choices:
+        if choices and f.name in _NAMED_BY_THE_LIBRARY:
+            spec["help"] += f"; one of {', '.join(choices)}"
+        elif choices:
             spec["choices"] = list(choices)
         groups[meta["group"]].add_argument(flag, **spec)
 
