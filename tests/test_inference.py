@@ -42,7 +42,12 @@ def test_every_optimization_gives_the_eager_logits(name, images):
     assert relative_error(got, expected) < 0.05  # bf16 keeps 8 bits of mantissa: ~1% is expected
 
 
-@pytest.mark.parametrize("name", IMAGENET_FAMILY)
+# The two deepest convert and quantize for about a minute each: `make test-slow` runs them.
+OPENVINO_CASES = [pytest.param(name, marks=pytest.mark.slow) if name in ("resnet101", "resnet152") else name
+                  for name in IMAGENET_FAMILY]
+
+
+@pytest.mark.parametrize("name", OPENVINO_CASES)
 def test_openvino_gives_the_eager_logits_and_int8_the_top1(name, images):
     """OpenVINO fp32 gives the eager logits; int8 (NNCF, calibrated on images like the inputs)
     keeps the top-1 and the logits' direction, and so does bf16 (on two networks: it is
