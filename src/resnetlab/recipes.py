@@ -248,18 +248,24 @@ def make_config(recipe: str | None = None, **overrides) -> TrainConfig:
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; expected one of {', '.join(RECIPES)}")
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    if "epochs" in overrides and "max_steps" in overrides:
-        raise ValueError("give the run's length as epochs or as max_steps, not both")
     values = RECIPES[recipe](overrides.get("model", TrainConfig.model))
-    if "epochs" in overrides:
-        values["max_steps"] = None
-    values.update(overrides)
+    values.update(overrides, **run_length(overrides))
     values["recipe"] = recipe
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(f"unknown training setting(s) {unknown}")
     return TrainConfig(**values).validate()
+
+
+def run_length(given: dict) -> dict:
+    """The length settings that `given` asks for: an epochs without max_steps replaces any step
+    count (the paper's recipes count steps); both at once is an error."""
+    if "epochs" in given and "max_steps" in given:
+        raise ValueError("give the run's length as epochs or as max_steps, not both")
+    if "epochs" in given:
+        return {"epochs": given["epochs"], "max_steps": None}
+    return {"max_steps": given["max_steps"]} if "max_steps" in given else {}
 
 
 # --- Resuming --------------------------------------------------------------------------------
@@ -293,12 +299,6 @@ def resume_request(saved: TrainConfig, given: dict) -> TrainConfig:
         raise ValueError(f"{flag} {value} contradicts the run being resumed ({name} {getattr(saved, name)!r}); "
                          "a resumed run keeps its settings: only --epochs or --max-steps (to extend it), --out, "
                          "--save-every, --log-every, --data-dir and --device may change")
-    if "epochs" in given and "max_steps" in given:
-        raise ValueError("give the run's length as epochs or as max_steps, not both")
-    length = {}
-    if "epochs" in given:
-        length = {"epochs": given["epochs"], "max_steps": None}
-    elif "max_steps" in given:
-        length = {"max_steps": given["max_steps"]}
+    length = run_length(given)
     free = {name: given[name] for name in FREE_ON_RESUME if name in given}
     return dataclasses.replace(saved, **free, **length).validate()
