@@ -11,7 +11,7 @@ import torch
 
 from conftest import write_cifar
 from resnetlab.data import InMemoryLoader, Split, load_dataset
-from resnetlab.data.augment import Normalize, random_crop, random_flip
+from resnetlab.data.augment import Normalize, random_crop, random_erasing_mask, random_flip
 from resnetlab.data.cifar import load_cifar
 from resnetlab.data.idx import FILES, read_idx
 
@@ -190,6 +190,28 @@ def test_random_flip_mirrors_about_half():
     assert 400 < mirrored.sum() < 600
 
 
+def test_random_erasing_erases_one_rectangle_in_about_half_the_images():
+    n, h, w = 2000, 28, 28
+    keep = random_erasing_mask(n, h, w, torch.Generator().manual_seed(0))
+    assert keep.shape == (n, 1, h, w) and keep.dtype == torch.bool
+    assert torch.equal(keep, random_erasing_mask(n, h, w, torch.Generator().manual_seed(0)))
+    erased = ~keep[:, 0]
+    hit = erased.any((1, 2))
+    assert 900 < hit.sum() < 1100  # probability 0.5
+    share = erased.flatten(1).float().mean(1)[hit]
+    assert share.min() >= 0.01 and share.max() <= 0.45  # 2-40% of the pixels, up to rounding and clipping
+    for mask in erased[hit][:50]:  # each is one solid rectangle
+        rows, cols = mask.any(1).nonzero().flatten(), mask.any(0).nonzero().flatten()
+        assert mask[rows.min():rows.max() + 1, cols.min():cols.max() + 1].all()
+        assert mask.sum() == len(rows) * len(cols)
+    split = Split(torch.full((8, 1, h, w), 200, dtype=torch.uint8), torch.zeros(8, dtype=torch.long))
+    normalize = Normalize(torch.tensor([100.0 / 255]).view(1, 1, 1), torch.tensor([0.5]).view(1, 1, 1))
+    loader = InMemoryLoader(split, 8, normalize, shuffle=False, drop_last=True, augment="crop-flip-erase", pad=0)
+    images, _ = next(loader.batches(0))
+    values = images.unique()  # erased pixels become the mean: 0 after normalisation
+    assert len(values) == 2 and values[0] == 0 and values[1].item() == pytest.approx((200 - 100) / 255 / 0.5)
+
+
 def test_normalize_statistics():
     images = torch.randint(0, 256, (100, 2, 4, 4), dtype=torch.uint8)
     per_channel = Normalize.fit(images, per_pixel=False)
@@ -200,12 +222,13 @@ def test_normalize_statistics():
     assert torch.allclose(per_pixel(images).mean(0), torch.zeros(2, 4, 4), atol=1e-5)
 
 
-def test_loader_is_a_function_of_seed_epoch_and_step_and_shares_split_the_global_batch():
+@pytest.mark.parametrize("augment", ["crop-flip", "crop-flip-erase"])
+def test_loader_is_a_function_of_seed_epoch_and_step_and_shares_split_the_global_batch(augment):
     split = Split(torch.randint(0, 256, (100, 1, 8, 8), dtype=torch.uint8), torch.arange(100) % 10)
     normalize = Normalize.fit(split.images, per_pixel=False)
 
     def loader(**kwargs):
-        return InMemoryLoader(split, 20, normalize, shuffle=True, drop_last=True, augment="crop-flip", seed=3, **kwargs)
+        return InMemoryLoader(split, 20, normalize, shuffle=True, drop_last=True, augment=augment, seed=3, **kwargs)
 
     full = list(loader().batches(epoch=2))
     assert len(full) == 5

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from resnetlab.data import Dataset, Split, load_dataset
+from resnetlab.data import Dataset, Normalize, Split, load_dataset
 from resnetlab.engine import TrainingDiverged, fit
 from resnetlab.recipes import TrainConfig, lr_at, make_config
 from resnetlab.scoring import evaluate
@@ -199,3 +199,46 @@ def test_tensorboard_gets_every_metric_of_metrics_jsonl(tmp_path, fashion_subset
     for key in ("test_acc1", "train_loss", "lr"):
         logged = [(event.step, event.value) for event in events.Scalars(key)]
         assert logged == [(row["step"], pytest.approx(row[key], rel=1e-6)) for row in rows], key
+
+
+def test_the_weight_average_is_the_ema_of_weights_and_batchnorm_statistics():
+    from resnetlab.ema import WeightAverage
+    from resnetlab.zoo import create_model
+
+    torch.manual_seed(0)
+    network = create_model("resnet20", in_chans=1)
+    average = WeightAverage(network, decay=0.9)
+    start = {k: v.clone() for k, v in network.state_dict().items()}
+    with torch.no_grad():
+        for value in network.state_dict().values():
+            value.add_(1) if value.is_floating_point() else value.fill_(5)
+    average.update(step=100)  # past the warm-up: the decay itself
+    for key, value in average.state_dict().items():
+        if value.is_floating_point():  # weights, BN scale/shift and running statistics
+            assert torch.allclose(value, start[key] + 0.1), key
+        else:  # BN's batch counters are copied
+            assert torch.equal(value, network.state_dict()[key]), key
+    assert average.decay_at(1) == pytest.approx(2 / 11) and average.decay_at(10**6) == 0.9
+    assert not average.average.training and not any(p.requires_grad for p in average.average.parameters())
+
+
+def test_a_run_with_a_weight_average_evaluates_and_saves_the_average(tmp_path, fashion_subset):
+    """The checkpoint's `model` is the average (what eval, predict and export read), its
+    `training_weights` what resume continues; evaluating last.pt gives the recorded accuracy."""
+    from resnetlab.checkpoint import load_model
+
+    out = tmp_path / "run"
+    cfg = make_config("fast", model="resnet20", max_steps=40, batch_size=64, eval_batch_size=500, lr=0.05,
+                      ema_decay=0.95, out=str(out))
+    result = fit(cfg, dataset=fashion_subset, progress=False)
+    checkpoint = torch.load(out / "last.pt", weights_only=True)
+    assert set(checkpoint["model"]) == set(checkpoint["training_weights"])
+    assert not torch.equal(checkpoint["model"]["fc.weight"], checkpoint["training_weights"]["fc.weight"])
+    model, meta = load_model(out / "last.pt")
+    assert all(torch.equal(v, checkpoint["model"][k]) for k, v in model.state_dict().items())
+    saved = TrainConfig.from_dict(meta["config"])  # as the run evaluated: its precision and layout
+    _, test_loader = fashion_subset.loaders(saved, Normalize.from_state_dict(meta["normalize"]),
+                                            device="cpu", channels_last=saved.channels_last)
+    model = model.to(memory_format=torch.channels_last if saved.channels_last else torch.contiguous_format)
+    scores = evaluate(model, test_loader.batches(0), precision=saved.precision, tta_flip=saved.tta_flip)
+    assert scores.acc1 == result.test_acc1

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
+# with a moving average of the weights: its state must resume exactly too
 ARGS = ["train", "--max-steps", "30", "--save-every", "5", "--eval-every", "10", "--log-every", "5",
-        "--batch-size", "64", "--val-split", "1000", "--eval-batch-size", "1000", "--quiet"]
+        "--batch-size", "64", "--val-split", "1000", "--eval-batch-size", "1000", "--ema-decay", "0.9", "--quiet"]
 
 # Runs the CLI with one fault injected: the process SIGKILLs itself at a chosen point, or the
 # disk "fills up". Test-only patching, so that production code has no fault hooks.
@@ -133,8 +134,9 @@ def test_six_kills_and_resumes_end_with_bitwise_the_uninterrupted_weights(tmp_pa
     assert result.returncode == 0, result.stderr
     whole, resumed = (torch.load(f / "last.pt", weights_only=True) for f in (uninterrupted, out))
     assert resumed["step"] == whole["step"] == 30
-    for key, value in whole["model"].items():
-        assert torch.equal(value, resumed["model"][key]), key
+    for weights in ("model", "training_weights"):  # the average, and the weights it averages
+        for key, value in whole[weights].items():
+            assert torch.equal(value, resumed[weights][key]), (weights, key)
     for a, b in zip(whole["optimizer"]["state"].values(), resumed["optimizer"]["state"].values()):
         assert torch.equal(a["momentum_buffer"], b["momentum_buffer"])
     assert science(out) == science(uninterrupted)

@@ -3,7 +3,9 @@
 A training checkpoint is a dict of tensors, numbers, strings, lists and dicts only, so it loads
 with `torch.load(weights_only=True)`:
 
-  model      the weights, in resnetlab layout
+  model      the weights, in resnetlab layout: those the run evaluates, so the moving average
+             of the weights where the run keeps one (--ema-decay)
+  training_weights  with an average: the weights the optimizer trains, which a resume continues
   optimizer  the optimizer's state_dict
   state      engine.TrainState (step, best accuracy, the sums since the last evaluation, clocks)
   rng        every random stream (torch CPU and CUDA, numpy, Python)
@@ -42,10 +44,14 @@ def versions() -> dict:
     return {"resnetlab": __version__, "torch": str(torch.__version__), "python": sys.version.split()[0]}
 
 
-def training_checkpoint(*, model, optimizer, state, config: dict, meta: dict, steps_per_epoch: int) -> dict:
-    """Everything a run needs to continue exactly where it stopped."""
+def training_checkpoint(*, model, optimizer, state, config: dict, meta: dict, steps_per_epoch: int,
+                        average=None) -> dict:
+    """Everything a run needs to continue exactly where it stopped. `average`: the run's
+    ema.WeightAverage, whose weights become the checkpoint's `model`."""
+    weights = {"model": model.state_dict()} if average is None else \
+        {"model": average.state_dict(), "training_weights": model.state_dict()}
     return {
-        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": state.state_dict(),
+        **weights, "optimizer": optimizer.state_dict(), "state": state.state_dict(),
         "rng": rng_state(), "config": config, "meta": meta, "step": state.step,
         "epoch": state.step // steps_per_epoch, "versions": versions(),
     }

@@ -22,6 +22,7 @@ from . import dist
 from .checkpoint import BEST, LAST, load_resume_point, save_checkpoint, set_rng_state, training_checkpoint, versions
 from .data import Normalize, load_dataset
 from .device import autocast, pick_channels_last, pick_compile, resolve_device, resolve_precision, to_precision
+from .ema import WeightAverage
 from .progress import Progress
 from .recipes import TrainConfig, lr_at, resumed_config
 from .runfolder import RunFolder
@@ -152,8 +153,8 @@ class _Run:
 
     cfg: TrainConfig
     network: nn.Module  # the ResNet itself, whose weights the checkpoints hold
-    model: nn.Module  # the network as evaluated: wrapped for DDP under torchrun, eager
-    train_model: nn.Module  # the same, compiled where cfg.compile says
+    model: nn.Module  # the network as evaluated: wrapped for DDP under torchrun, eager; the average if kept
+    train_model: nn.Module  # the network trained, wrapped, compiled where cfg.compile says
     optimizer: torch.optim.Optimizer
     state: TrainState
     train_loader: object
@@ -164,6 +165,7 @@ class _Run:
     device: torch.device
     steps_per_epoch: int
     total_steps: int
+    average: WeightAverage | None = None
     clock_start: float = 0.0
 
     def save(self, name: str) -> None:
@@ -172,7 +174,7 @@ class _Run:
         if self.folder.enabled:
             save_checkpoint(training_checkpoint(model=self.network, optimizer=self.optimizer, state=self.state,
                                                 config=self.cfg.to_dict(), meta=self.meta,
-                                                steps_per_epoch=self.steps_per_epoch),
+                                                steps_per_epoch=self.steps_per_epoch, average=self.average),
                             self.folder.file(name), keep_previous=name == LAST)
 
     def evaluate_and_log(self) -> None:
@@ -216,6 +218,8 @@ def fit(cfg: TrainConfig, *, resume: bool = False, dataset=None, progress: bool 
             train_step(run.train_model, run.optimizer, images, labels, state,
                        lr=lr_at(cfg, state.step, run.total_steps), label_smoothing=cfg.label_smoothing,
                        precision=cfg.precision, device=run.device, accum_steps=cfg.accum_steps)
+            if run.average is not None:
+                run.average.update(state.step)
             state.train_time += time.perf_counter() - tick
             step, interval_images = state.step, interval_images + cfg.batch_size
             last = step == run.total_steps
@@ -274,8 +278,11 @@ def _start(cfg: TrainConfig, resume: bool, dataset, progress: bool) -> _Run:
     state = TrainState()
     steps_per_epoch = len(train_loader)
     total_steps = cfg.total_steps(steps_per_epoch)
+    average = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
     if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
+        model.load_state_dict(checkpoint.get("training_weights", checkpoint["model"]))
+        if average is not None:
+            average.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         state = TrainState.from_state_dict(checkpoint["state"])
         set_rng_state(checkpoint["rng"])
@@ -289,8 +296,9 @@ def _start(cfg: TrainConfig, resume: bool, dataset, progress: bool) -> _Run:
     wrapped = dist.wrap(model, device)
     # Only the training forward is compiled: evaluation stays eager, so `resnetlab eval` of a
     # checkpoint reproduces the recorded test accuracy exactly.
-    run = _Run(cfg, model, wrapped, torch.compile(wrapped) if cfg.compile else wrapped, optimizer, state.to(device),
-               train_loader, test_loader, folder, bar, meta, device, steps_per_epoch, total_steps)
+    run = _Run(cfg, model, wrapped if average is None else average.average,
+               torch.compile(wrapped) if cfg.compile else wrapped, optimizer, state.to(device),
+               train_loader, test_loader, folder, bar, meta, device, steps_per_epoch, total_steps, average)
     if state.step < total_steps:
         if saved is not None:
             folder.truncate_metrics(state.step)

@@ -75,6 +75,8 @@ class TrainConfig:
     nesterov: bool = _setting(False, "optimisation", "Nesterov momentum")
     weight_decay: float = _setting(1e-4, "optimisation", "L2 weight decay")
     label_smoothing: float = _setting(0.0, "optimisation", "label smoothing of the loss")
+    ema_decay: float = _setting(0.0, "optimisation", "evaluate and save a moving average of the weights and "
+                                "BatchNorm statistics with this decay per step, e.g. 0.999 (0: off)")
     schedule: str = _setting("step", "optimisation", "lr schedule: step (divided by 10 at the milestones), "
                              "onecycle (warm-up, then linear decay) or cosine", SCHEDULES)
     milestones: tuple[int, ...] = _setting((), "optimisation", "steps where the step schedule divides lr by 10")
@@ -118,6 +120,7 @@ class TrainConfig:
             (0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}"),
             (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
             (0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {self.label_smoothing}"),
+            (0 <= self.ema_decay < 1, f"ema_decay must be in [0, 1), got {self.ema_decay}"),
             (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {self.schedule!r}"),
             (self.augment in AUGMENTS, f"augment must be one of {', '.join(AUGMENTS)}, got {self.augment!r}"),
             (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}"),

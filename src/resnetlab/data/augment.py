@@ -26,6 +26,25 @@ def random_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tenso
     return torch.where(flip.view(-1, 1, 1, 1), images.flip(3), images)
 
 
+def random_erasing_mask(n: int, h: int, w: int, generator: torch.Generator, probability: float = 0.5,
+                        area: tuple[float, float] = (0.02, 0.4), aspect: tuple[float, float] = (0.3, 3.3)
+                        ) -> torch.Tensor:
+    """Random Erasing (Zhong et al. 2017) as a mask (N, 1, H, W), True where a pixel is kept: with
+    `probability`, each image loses one rectangle of a random share `area` of its pixels and a
+    log-uniform `aspect` ratio (height / width), clipped to the image, at a uniform position."""
+    erase = torch.rand(n, generator=generator) < probability
+    share = torch.empty(n).uniform_(*area, generator=generator)
+    ratio = torch.empty(n).uniform_(*torch.tensor(aspect).log().tolist(), generator=generator).exp()
+    heights = (share * h * w * ratio).sqrt().round().clamp(1, h).long()
+    widths = (share * h * w / ratio).sqrt().round().clamp(1, w).long()
+    top = (torch.rand(n, generator=generator) * (h - heights + 1)).long()
+    left = (torch.rand(n, generator=generator) * (w - widths + 1)).long()
+    rows, cols = torch.arange(h).view(1, h, 1), torch.arange(w).view(1, 1, w)
+    inside = ((rows >= top.view(n, 1, 1)) & (rows < (top + heights).view(n, 1, 1))
+              & (cols >= left.view(n, 1, 1)) & (cols < (left + widths).view(n, 1, 1)))
+    return ~(inside & erase.view(n, 1, 1)).unsqueeze(1)
+
+
 # AlexNet's PCA colour augmentation (Krizhevsky et al. 2012), used by the paper (section 3.4):
 # the eigenvalues and eigenvectors of ImageNet's RGB covariance, for pixels scaled to [0, 1].
 IMAGENET_EIGVAL = torch.tensor([0.2175, 0.0188, 0.0045])

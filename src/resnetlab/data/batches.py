@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .augment import Normalize, random_crop, random_flip
+from .augment import Normalize, random_crop, random_erasing_mask, random_flip
 
 # stream tags for stream_generator, one random stream per purpose: the epoch's order, the batch's
 # augmentation, each image-folder image's transform seed
@@ -56,7 +56,8 @@ class GlobalBatches:
 class InMemoryLoader(GlobalBatches):
     """Batches of one split as normalised float tensors.
 
-    augment: "crop-flip" (pad `pad`, random crop, random flip), "crop", "flip" or "none".
+    augment: "crop-flip" (pad `pad`, random crop, random flip), "crop-flip-erase" (and Random
+        Erasing: the erased pixels become the mean, 0 after normalisation), "crop", "flip" or "none".
     rank/world_size: this process's contiguous share of each global batch.
     """
 
@@ -78,19 +79,24 @@ class InMemoryLoader(GlobalBatches):
         for step in range(start, len(self)):
             index = self.global_batch(order, step)
             images = self.split.images[index]
+            keep = None
             if self.augment != "none":  # drawn for the global batch: the same for any world size
                 generator = stream_generator(self.seed, AUGMENT, epoch, step)
                 if "crop" in self.augment:
                     images = random_crop(images, self.pad, generator)
                 if "flip" in self.augment:
                     images = random_flip(images, generator)
+                if "erase" in self.augment:
+                    keep = self.share(random_erasing_mask(len(images), *images.shape[2:], generator))
             labels = self.split.labels[index]
-            yield self._to_model(self.share(images)), self.share(labels).to(self.device, non_blocking=True)
+            yield self._to_model(self.share(images), keep), self.share(labels).to(self.device, non_blocking=True)
 
-    def _to_model(self, images: torch.Tensor) -> torch.Tensor:
+    def _to_model(self, images: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
         memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
-        images = images.to(self.device, non_blocking=True)
-        return self.normalize(images).contiguous(memory_format=memory_format)
+        images = self.normalize(images.to(self.device, non_blocking=True))
+        if keep is not None:
+            images = images * keep.to(self.device, non_blocking=True)
+        return images.contiguous(memory_format=memory_format)
 
 
-AUGMENTS = ("crop-flip", "crop", "flip", "none")  # for in-memory data; image folders use the paper's
+AUGMENTS = ("crop-flip", "crop-flip-erase", "crop", "flip", "none")  # for in-memory data; image folders use the paper's
