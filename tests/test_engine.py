@@ -130,6 +130,27 @@ def test_evaluate_top1_top5_by_hand():
     assert TrainConfig().model == "resnet20"
 
 
+def test_test_time_views_average_the_logits_of_the_shifted_and_mirrored_images():
+    torch.manual_seed(0)
+    images, labels = torch.randn(4, 2, 6, 5), torch.tensor([0, 1, 2, 3])
+    weight = torch.randn(2 * 6 * 5, 4)
+
+    class Linear(torch.nn.Module):  # a network whose logits tell the views apart
+        def forward(self, x):
+            return x.flatten(1) @ weight
+
+    padded = torch.nn.functional.pad(images, (1, 1, 1, 1), mode="replicate")
+    views = [padded[:, :, 1 + dy:7 + dy, 1 + dx:6 + dx] for dy, dx in ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))]
+    assert torch.equal(views[2][:, :, :-1], images[:, :, 1:])  # moved up by one pixel, the last row repeated
+    views += [view.flip(3) for view in views]
+    expected = torch.stack([Linear()(view) for view in views]).mean(0)
+    result = evaluate(Linear(), [(images, labels)], tta_flip=True, tta_shift=True)
+    loss = torch.nn.functional.cross_entropy(expected, labels).item()
+    assert math.isclose(result.loss, loss, rel_tol=1e-5)
+    single = evaluate(Linear(), [(images, labels)])
+    assert not math.isclose(single.loss, loss, rel_tol=1e-3)
+
+
 def test_compiled_training_follows_the_eager_run(tmp_path, fashion_subset):
     runs = {}
     for compile_ in (False, True):

@@ -181,7 +181,7 @@ class _Run:
         """Score the test split, append the metrics row, keep best.pt and last.pt, redraw curves.png."""
         self.state.check_finite()
         result = evaluate(self.model, self.test_loader.batches(0), precision=self.cfg.precision,
-                          tta_flip=self.cfg.tta_flip, device=self.device)
+                          tta_flip=self.cfg.tta_flip, tta_shift=self.cfg.tta_shift, device=self.device)
         row = _metrics_row(self, result)
         self.folder.log(row)
         self.bar.message(_describe(row))

@@ -34,7 +34,7 @@ def evaluate_checkpoint(path, *, data: str | None = None, data_dir=None, ten_cro
     if dataset.num_classes != meta["num_classes"]:
         raise ValueError(f"{data} has {dataset.num_classes} classes, the checkpoint's model {meta['num_classes']}")
     normalize = Normalize.from_state_dict(meta["normalize"])
-    view = "single view" + (", flip-averaged" if cfg.tta_flip else "")
+    view = "single view" + (", shift-averaged" if cfg.tta_shift else "") + (", flip-averaged" if cfg.tta_flip else "")
     if multi_scale:
         result = evaluate_multi_scale(model, dataset, normalize, device=device)
         return _report(path, data, "test", meta, "multi-scale", result, dataset.classes)
@@ -49,6 +49,7 @@ def evaluate_checkpoint(path, *, data: str | None = None, data_dir=None, ten_cro
         model = model.to(memory_format=torch.channels_last)
     _, test_loader = dataset.loaders(cfg, normalize, device=device, channels_last=channels_last)
     result = evaluate(model, test_loader.batches(0), precision=autocast, tta_flip=cfg.tta_flip and not ten_crop,
+                      tta_shift=cfg.tta_shift and not ten_crop,
                       device=device, num_classes=dataset.num_classes)
     return _report(path, data, "held-out" if cfg.val_split else "test", meta, view, result, dataset.classes)
 

@@ -87,6 +87,8 @@ class TrainConfig:
     eval_every: int | None = _setting(None, "evaluation", "steps between evaluations (default: each epoch end)")
     eval_batch_size: int = _setting(1000, "evaluation", "batch size of evaluation")
     tta_flip: bool = _setting(False, "evaluation", "also average over the mirrored test image")
+    tta_shift: bool = _setting(False, "evaluation", "also average over the test image moved by one pixel up, down, "
+                               "left and right (with --tta-flip: 10 views)")
     precision: str = _setting("fp32", "machine", "auto: bf16 where the device computes it natively; fp64 for "
                               "numerical checks", PRECISIONS)
     channels_last: bool | None = _setting(None, "machine", "channels_last memory format (default: on)")

@@ -70,11 +70,22 @@ class Scores:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader, *, precision: str = "fp32", tta_flip: bool = False,
+def shifted_views(images: torch.Tensor) -> list[torch.Tensor]:
+    """The batch moved by one pixel up, down, left and right, the border pixels repeated."""
+    padded = F.pad(images, (1, 1, 1, 1), mode="replicate")
+    h, w = images.shape[2:]
+    views = [padded[:, :, 1 + dy:1 + dy + h, 1 + dx:1 + dx + w] for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1))]
+    return [view.contiguous(memory_format=torch.channels_last if images.is_contiguous(
+        memory_format=torch.channels_last) else torch.contiguous_format) for view in views]
+
+
+def evaluate(model: nn.Module, loader, *, precision: str = "fp32", tta_flip: bool = False, tta_shift: bool = False,
              device: torch.device | str = "cpu", num_classes: int | None = None) -> EvalResult:
     """Loss, top-1 and top-5 accuracy (in %) over a loader of (images, labels) batches, and
     with num_classes the confusion matrix. tta_flip averages the logits of each image and its
-    mirror image; 5-D batches (N, views, C, H, W) average the logits of the views (ten-crop)."""
+    mirror image; tta_shift also those of the image moved by one pixel up, down, left and right
+    (with tta_flip, 10 views); 5-D batches (N, views, C, H, W) average the logits of the views
+    (ten-crop)."""
     device = torch.device(device)
     was_training = model.training
     model.eval()
@@ -87,9 +98,10 @@ def evaluate(model: nn.Module, loader, *, precision: str = "fp32", tta_flip: boo
                 images = images.flatten(0, 1)
             images = to_precision(images, precision)
             with autocast(device, precision):
-                logits = model(images)
-                if tta_flip:
-                    logits = (logits + model(images.flip(3))) / 2
+                shifted = [images, *shifted_views(images)] if tta_shift else [images]
+                mirrored = [view.flip(3) for view in shifted] if tta_flip else []
+                outputs = [model(view) for view in shifted + mirrored]
+                logits = sum(outputs[1:], outputs[0]) / len(outputs)
             if views > 1:
                 logits = logits.view(-1, views, logits.shape[-1]).mean(1)
             scores.add(logits, labels)
