@@ -64,7 +64,8 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "resnetlab", "train", "--out", str(folder), *extra], check=True)
         results.append(report(folder, time.perf_counter() - start))
     results += [report(folder) for folder in folders]
-    print(markdown(["run", "setting", *(f"to {t:.0f}%" for t in TARGETS), "final", "largest drop (points)", "whole process"], results))
+    print(markdown(["run", "setting", *(f"to {t:.0f}%" for t in TARGETS), "final", "largest drop (points)",
+                    "whole process"], results))
 
 
 if __name__ == "__main__":
