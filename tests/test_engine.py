@@ -137,13 +137,15 @@ def test_test_time_views_average_the_logits_of_the_shifted_and_mirrored_images()
 
     class Linear(torch.nn.Module):  # a network whose logits tell the views apart
         def forward(self, x):
+            assert not torch.is_grad_enabled()  # evaluation keeps no graph
             return x.flatten(1) @ weight
 
     padded = torch.nn.functional.pad(images, (1, 1, 1, 1), mode="replicate")
     views = [padded[:, :, 1 + dy:7 + dy, 1 + dx:6 + dx] for dy, dx in ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))]
     assert torch.equal(views[2][:, :, :-1], images[:, :, 1:])  # moved up by one pixel, the last row repeated
     views += [view.flip(3) for view in views]
-    expected = torch.stack([Linear()(view) for view in views]).mean(0)
+    with torch.no_grad():
+        expected = torch.stack([Linear()(view) for view in views]).mean(0)
     result = evaluate(Linear(), [(images, labels)], tta_flip=True, tta_shift=True)
     loss = torch.nn.functional.cross_entropy(expected, labels).item()
     assert math.isclose(result.loss, loss, rel_tol=1e-5)

@@ -69,16 +69,17 @@ class Scores:
         return EvalResult(loss / n, 100.0 * c1 / n, 100.0 * c5 / n, int(n), confusion)
 
 
-@torch.no_grad()
 def shifted_views(images: torch.Tensor) -> list[torch.Tensor]:
-    """The batch moved by one pixel up, down, left and right, the border pixels repeated."""
+    """The batch moved by one pixel up, down, left and right, the border pixels repeated, in the
+    batch's memory format."""
     padded = F.pad(images, (1, 1, 1, 1), mode="replicate")
     h, w = images.shape[2:]
-    views = [padded[:, :, 1 + dy:1 + dy + h, 1 + dx:1 + dx + w] for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1))]
-    return [view.contiguous(memory_format=torch.channels_last if images.is_contiguous(
-        memory_format=torch.channels_last) else torch.contiguous_format) for view in views]
+    layout = torch.channels_last if images.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+    return [padded[:, :, 1 + dy:1 + dy + h, 1 + dx:1 + dx + w].contiguous(memory_format=layout)
+            for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1))]
 
 
+@torch.no_grad()
 def evaluate(model: nn.Module, loader, *, precision: str = "fp32", tta_flip: bool = False, tta_shift: bool = False,
              device: torch.device | str = "cpu", num_classes: int | None = None) -> EvalResult:
     """Loss, top-1 and top-5 accuracy (in %) over a loader of (images, labels) batches, and
