@@ -29,7 +29,8 @@ class WeightAverage:
             raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
         self.decay = decay
         self.average = copy.deepcopy(network).eval().requires_grad_(False)
-        self._pairs = _tensor_pairs(self.average, network)
+        # the tensors of both, paired by name, fixed for the run: averaged (floating point) or copied
+        self._averages, self._currents, self._counters = _tensor_pairs(self.average, network)
 
     def decay_at(self, step: int) -> float:
         return min(self.decay, (1 + step) / (10 + step))
@@ -37,11 +38,9 @@ class WeightAverage:
     @torch.no_grad()
     def update(self, step: int) -> None:
         """Fold in the network's weights after its optimizer step number `step` (from 1)."""
-        floats, counters = self._pairs
-        if floats:
-            averages, currents = zip(*floats)
-            torch._foreach_lerp_(list(averages), list(currents), 1.0 - self.decay_at(step))
-        for average, current in counters:
+        if self._averages:
+            torch._foreach_lerp_(self._averages, self._currents, 1.0 - self.decay_at(step))
+        for average, current in self._counters:
             average.copy_(current)
 
     def state_dict(self) -> dict:
@@ -52,12 +51,14 @@ class WeightAverage:
 
 
 def _tensor_pairs(average: nn.Module, network: nn.Module):
-    """(average, current) tensor pairs of the parameters and buffers, split into the floating
-    ones (averaged) and the rest (copied)."""
-    mine = average.state_dict(keep_vars=True)
+    """The parameters and buffers of both, by name: the floating-point ones as two aligned lists
+    (averaged), the rest as (average, current) pairs (copied)."""
     theirs = network.state_dict(keep_vars=True)
-    floats, counters = [], []
-    for name, tensor in mine.items():
-        pair = (tensor.data, theirs[name].data)
-        (floats if tensor.is_floating_point() else counters).append(pair)
-    return floats, counters
+    averages, currents, counters = [], [], []
+    for name, tensor in average.state_dict(keep_vars=True).items():
+        if tensor.is_floating_point():
+            averages.append(tensor.data)
+            currents.append(theirs[name].data)
+        else:
+            counters.append((tensor.data, theirs[name].data))
+    return averages, currents, counters
