@@ -74,6 +74,27 @@ def test_degradation_depths_give_table_6_and_reuse_the_seeds_of_earlier_calls(tm
     assert len(list((out / "runs").glob("*/metrics.jsonl"))) == 8 + 3
 
 
+def test_report_only_reports_the_finished_runs_and_trains_nothing(tmp_path):
+    out = tmp_path / "degradation"
+    empty = reproduce("degradation", "--quick", "--report-only", "--out", out)
+    assert empty.returncode == 0, empty.stderr
+    assert "not checked yet: plain20, plain56, resnet20, resnet56 have no finished run" in empty.stdout
+    assert not (out / "runs").exists() and not (out / "degradation.png").exists()
+
+    assert reproduce("degradation", "--quick", "--seeds", "1", "--out", out).returncode == 0
+    result = reproduce("degradation", "--quick", "--seeds", "2", "--depths", "20,32,56", "--report-only", "--out", out)
+    assert result.returncode == 0, result.stderr
+    report = (out / "report.md").read_text()
+    rows = table_rows(report)
+    assert rows["resnet56"][4] == "1" and rows["plain32"][2:5] == ["-", "-", "0"]
+    assert "Not finished yet: plain20-seed0" not in report  # the finished runs are not listed
+    assert "resnet32-seed0 at step 0 of 4" in report and "resnet56-seed1 at step 0 of 4" in report
+    verdict = [line for line in report.splitlines() if line.startswith("- ")]
+    assert len(verdict) == 3 and "plain-56 above plain-20" in verdict[0]  # 20 and 56 have finished
+    assert sorted(p.parent.name for p in (out / "runs").glob("*/metrics.jsonl")) == [
+        "plain20-seed0", "plain56-seed0", "resnet20-seed0", "resnet56-seed0"]
+
+
 def test_a_run_folder_of_another_schedule_is_not_reused(tmp_path):
     from dataclasses import replace
 
@@ -124,6 +145,7 @@ def test_cifar10_quick_on_a_tiny_cifar_in_the_real_format(tmp_path):
     (["degradation", "--epochs", "0"], "positive integer"),
     (["degradation", "--depths", "20,21"], "expected CIFAR-family depths among 20, 32, 44, 56, 110"),
     (["degradation", "--depths", "twenty"], "comma-separated depths"),
+    (["shortcuts", "--report-only"], "--report-only is for degradation"),
 ])
 def test_reproduce_usage_errors(args, message):
     result = reproduce(*args)

@@ -243,9 +243,12 @@ def cmd_reproduce(args) -> None:
 
     from .reproduce import Settings, reproduce
 
+    if args.report_only and args.experiment != "degradation":
+        raise UsageError("--report-only is for degradation, the experiment that runs over several sittings")
     out = Path(args.out or f"runs/reproduce-{args.experiment}{'-quick' if args.quick else ''}")
     settings = Settings(out=out, data_dir=args.data_dir, device=args.device, epochs=args.epochs, seeds=args.seeds,
-                        depths=args.depths, jobs=args.jobs, quick=args.quick, compile=args.compile)
+                        depths=args.depths, jobs=args.jobs, quick=args.quick, compile=args.compile,
+                        report_only=args.report_only)
     print(reproduce(args.experiment, settings, docs=args.docs))
     print(f"report: {out / 'report.md'}")
 
@@ -353,6 +356,9 @@ def _add_reproduce(commands) -> None:
                            help="torch.compile the training (default: decided per run, as by train)")
     reproduce.add_argument("--quick", action="store_true",
                            help="a few steps on a data subset: checks the pipeline only")
+    reproduce.add_argument("--report-only", action="store_true",
+                           help="degradation: report the runs finished in OUT so far and train nothing "
+                                "(for an experiment that runs over several sittings)")
     reproduce.add_argument("--docs", metavar="FILE",
                            help="also write the report as a section of FILE (docs/results.md)")
     reproduce.set_defaults(run=cmd_reproduce)

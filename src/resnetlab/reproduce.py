@@ -60,6 +60,7 @@ class Settings:
     jobs: int = 1  # training runs at once (separate processes; useful on a GPU)
     quick: bool = False  # a few steps on a small subset: checks the pipeline, not the science
     compile: bool | None = None  # None: as any run decides (device.pick_compile)
+    report_only: bool = False  # degradation: report the runs finished in OUT so far, train nothing
 
 
 @dataclass
@@ -158,6 +159,8 @@ def _final(rows: list[dict]) -> tuple[float, float]:
 
 
 def _mean_spread(values: list[float]) -> str:
+    if not values:
+        return "-"
     if len(values) == 1:
         return f"{values[0]:.2f}"
     return f"{statistics.mean(values):.2f} ({min(values):.2f}-{max(values):.2f})"
@@ -173,7 +176,8 @@ def degradation(settings: Settings) -> str:
     models = [f"plain{d}" for d in depths if d <= PLAIN_MAX_DEPTH] + [f"resnet{d}" for d in depths]
     runs = [Run(f"{model}-seed{seed}", scaled_paper_recipe(settings, model, seed, epochs))
             for seed in range(seeds) for model in models]
-    train_all(runs, settings)
+    if not settings.report_only:
+        train_all(runs, settings)
     # The table is over every finished seed in OUT, so a later call with more depths and one
     # seed keeps the seeds an earlier call trained.
     finished = {model: _finished_seeds(settings, model, _length(runs, model, settings.quick)) for model in models}
@@ -184,7 +188,9 @@ def degradation(settings: Settings) -> str:
                      _mean_spread([f[0] for f in finals]), _mean_spread([f[1] for f in finals]), str(len(finals)),
                      _reference(TABLE6, model), _reference(RANDOM_ERASING_FMNIST, model)])
     figure = settings.out / "degradation.png"
-    plot_degradation({model: curves[min(curves)] for model, curves in finished.items()}, figure, settings.data)
+    curves = {model: seeds_[min(seeds_)] for model, seeds_ in finished.items() if seeds_}  # the first seed's
+    if curves:
+        plot_degradation(curves, figure, settings.data)
     return (f"{epochs} epochs per run (section 4.2's recipe, its lr drops at 50% and 75% of the run), seeds "
             f"{_seed_list(finished)}; error in % at the end of training, mean (min-max) over the seeds. Training "
             f"error is measured over the batches since the previous evaluation (half an epoch), with augmentation, "
@@ -192,8 +198,19 @@ def degradation(settings: Settings) -> str:
             + markdown(["network", "params", "training error", "test error", "seeds",
                         "Table 6 (CIFAR-10 test error)", "Random Erasing repo (Fashion-MNIST test error, 300 epochs)"],
                        rows)
+            + _unfinished(runs, finished, settings)
             + "\n\n" + _degradation_verdict(finished, depths)
-            + f"\n\n![degradation]({figure.name})\n")
+            + (f"\n\n![degradation]({figure.name})\n" if curves else "\n"))
+
+
+def _unfinished(runs: list[Run], finished: dict[str, dict[int, list[dict]]], settings: Settings) -> str:
+    """A line naming the runs of this call that have not finished, with how far each got."""
+    progress = []
+    for run in (run for run in runs if run.cfg.seed not in finished[run.cfg.model]):
+        rows = RunFolder(settings.out / "runs" / run.name).read_metrics()
+        progress.append(f"{run.name} at step {rows[-1]['step'] if rows else 0:,} of "
+                        f"{_length(runs, run.cfg.model, settings.quick):,}")
+    return f"\n\nNot finished yet: {'; '.join(progress)}." if progress else ""
 
 
 def _length(runs: list[Run], model: str, quick: bool) -> int:
@@ -219,7 +236,7 @@ def _reference(table: dict[str, float], model: str) -> str:
 
 def _seed_list(finished: dict[str, dict[int, list[dict]]]) -> str:
     seeds = sorted({seed for curves in finished.values() for seed in curves})
-    return ", ".join(map(str, seeds))
+    return ", ".join(map(str, seeds)) or "none finished yet"
 
 
 def _degradation_verdict(finished: dict[str, dict[int, list[dict]]], depths: list[int]) -> str:
@@ -232,6 +249,11 @@ def _degradation_verdict(finished: dict[str, dict[int, list[dict]]], depths: lis
     def errors(model: str, index: int) -> list[float]:
         return [_final(rows)[index] for rows in finished[model].values()]
 
+    missing = [model for model in (f"plain{low}", f"plain{high}", f"resnet{low}", f"resnet{high}")
+               if not finished[model]]
+    if missing:
+        return f"The paper's claim is not checked yet: {', '.join(missing)} {'has' if len(missing) == 1 else 'have'} " \
+               "no finished run."
     plain_train = statistics.mean(errors(f"plain{high}", 0)) - statistics.mean(errors(f"plain{low}", 0))
     plain_test = statistics.mean(errors(f"plain{high}", 1)) - statistics.mean(errors(f"plain{low}", 1))
     deep, shallow = errors(f"resnet{high}", 0), errors(f"resnet{low}", 0)
