@@ -13,7 +13,7 @@ Every row of a table is measured in the same run, taking turns (bench/common.py)
 check uses one set of weights in all three libraries (timm's initialisation, with BN statistics
 calibrated on real images so that the logits are those of a working network) and 256
 Fashion-MNIST test images scaled to 224x224. Untrained weights leave many near-ties between
-the top two classes, which bf16 rounding may swap; --checkpoint (e.g. runs/main-job/best.pt)
+the top two classes, which bf16 and int8 rounding may swap; --checkpoint (e.g. runs/main-job/best.pt)
 adds the agreement of a trained network over its whole test set.
 """
 
@@ -139,41 +139,50 @@ def torch_int8_by_hand(model: torch.nn.Module, calibration: torch.Tensor):
 
 
 def trained_agreement(path, device) -> list[list]:
-    """fp32 vs bf16 (both optimized) over the whole test set of a trained checkpoint."""
+    """bf16 and int8 against fp32 (all three optimized as `resnetlab eval --precision` runs them:
+    int8 on OpenVINO, calibrated on 256 of the run's training images) over the whole test set of
+    a trained checkpoint: top-1, top-1 agreement, the logits' mean and smallest cosine similarity."""
     from resnetlab.checkpoint import load_model
     from resnetlab.data import load_dataset
     from resnetlab.data.augment import Normalize
+    from resnetlab.evaluation import optimized
 
     model, meta = load_model(path, device)
-    test = load_dataset(meta["data"]).test
+    dataset = load_dataset(meta["data"])
+    test = dataset.test
     normalize = Normalize.from_state_dict(meta["normalize"])
-    predictions = {}
-    for dtype in ("fp32", "bf16"):
-        optimized = resnetlab.optimize_for_inference(model, dtype=dtype)
-        predictions[dtype] = torch.cat([optimized(normalize(chunk.to(device))).argmax(1).cpu()
-                                        for chunk in test.images.split(1000)])
-    accuracy = {k: 100 * (v == test.labels).float().mean().item() for k, v in predictions.items()}
-    agree = 100 * (predictions["fp32"] == predictions["bf16"]).float().mean().item()
-    return [[f"{meta['model']} ({path}), {len(test)} test images, one view", f"{accuracy['fp32']:.2f}%",
-             f"{accuracy['bf16']:.2f}%", f"{agree:.2f}%"]]
+    precisions = ("fp32", "bf16", "int8") if device.type == "cpu" else ("fp32", "bf16")  # OpenVINO: the CPU
+    logits = {}
+    for precision in precisions:
+        network = optimized(model, precision, dataset, normalize)
+        logits[precision] = torch.cat([network(normalize(chunk.to(device))).cpu() for chunk in test.images.split(1000)])
+    rows = []
+    for precision, got in logits.items():
+        cosine = F.cosine_similarity(got, logits["fp32"], dim=1)
+        rows.append([f"{meta['model']} ({path}), {len(test)} test images, one view", precision,
+                     f"{100 * (got.argmax(1) == test.labels).float().mean():.2f}%",
+                     f"{100 * (got.argmax(1) == logits['fp32'].argmax(1)).float().mean():.2f}%",
+                     f"{cosine.mean():.4f}", f"{cosine.min():.4f}"])
+    return rows
 
 
 def main() -> None:
     parser = common_arguments(__doc__, seconds=1.0)
     parser.add_argument("--models", default="resnet18,resnet50")
     parser.add_argument("--batches", default="1,16")
-    parser.add_argument("--checkpoint", default=None, help="a trained checkpoint for the bf16 agreement check")
+    parser.add_argument("--checkpoint", default=None,
+                        help="a trained checkpoint for the bf16 and int8 agreement check (--models '' for it alone)")
     parser.add_argument("--no-compile", action="store_true",
                         help="leave out the compiled rows (compiling takes minutes)")
     args = parser.parse_args()
     device = torch.device(args.device)
     peak = header("Inference, 224x224", device, args)
     if args.checkpoint:
-        print(markdown(["trained network", "top-1 fp32", "top-1 bf16", "top-1 agreement"],
-                       trained_agreement(args.checkpoint, device)) + "\n")
+        print(markdown(["trained network", "precision", "top-1", "top-1 agreement with fp32", "mean cosine",
+                        "smallest cosine"], trained_agreement(args.checkpoint, device)) + "\n")
     images = fixed_images(args.data_dir, 256, device)
     optimize = resnetlab.optimize_for_inference
-    for name in args.models.split(","):
+    for name in filter(None, args.models.split(",")):  # --models '': the --checkpoint check alone
         nets = networks(name, images, device)
         flops = 2 * resnetlab.summary(nets["resnetlab"], input_size=(3, 224, 224)).macs
         print(f"## {name} ({flops / 1e9:.2f} GFLOP per image)\n")
