@@ -168,8 +168,9 @@ def test_one_epoch_of_resnet20_is_well_above_85_percent(tmp_path):
     result = cli("train", "--epochs", "1", "--out", tmp_path / "epoch", "--quiet", timeout=600)
     assert result.returncode == 0, result.stderr
     row = json.loads((tmp_path / "epoch" / "metrics.jsonl").read_text().splitlines()[-1])
-    # Measured: 87.61% (docs/results.md); 85% is the bar, chance is 10%.
-    assert row["epoch"] == 1 and row["test_acc1"] > 87.0
+    # Measured: 87.61% on the Intel Xeon (docs/results.md) and 86.55% on the AMD EPYC (the same
+    # seed: other bf16 kernels take another path); 85% is the bar asked for, chance is 10%.
+    assert row["epoch"] == 1 and row["test_acc1"] > 86.0
 
 
 def write_image_folder(root, size=40):
