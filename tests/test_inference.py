@@ -175,4 +175,3 @@ def test_int8_runs_at_its_calibration_size(images):
     assert int8(images).shape == (6, 10)
     with pytest.raises(ValueError, match="calibrated on 64x64 images, got 32x32"):
         int8(images[:, :, :32, :32])
-
