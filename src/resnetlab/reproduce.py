@@ -381,7 +381,8 @@ def plot_degradation(curves: dict[str, list[dict]], path: Path, data: str) -> No
         axis.set_title(f"{title} networks on {data}")
         axis.set_xlabel("iterations")
         axis.grid(alpha=0.3)
-        axis.legend(title="dashed: training error; solid: test error", fontsize=8, title_fontsize=8)
+        if axis.lines:  # a panel whose family has no finished run yet (--report-only) has no legend
+            axis.legend(title="dashed: training error; solid: test error", fontsize=8, title_fontsize=8)
     axes[0].set_ylabel("error (%)")
     # The paper's scale: the end of training matters, not the first iterations' high error.
     late = [row[key] for rows in curves.values() for row in rows[len(rows) // 4:] for key in ("train_err", "test_err")]
