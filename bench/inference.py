@@ -180,9 +180,10 @@ def main() -> None:
     if args.checkpoint:
         print(markdown(["trained network", "precision", "top-1", "top-1 agreement with fp32", "mean cosine",
                         "smallest cosine"], trained_agreement(args.checkpoint, device)) + "\n")
-    images = fixed_images(args.data_dir, 256, device)
+    models = [name for name in args.models.split(",") if name]  # --models '': the --checkpoint check alone
+    images = fixed_images(args.data_dir, 256, device) if models else None
     optimize = resnetlab.optimize_for_inference
-    for name in filter(None, args.models.split(",")):  # --models '': the --checkpoint check alone
+    for name in models:
         nets = networks(name, images, device)
         flops = 2 * resnetlab.summary(nets["resnetlab"], input_size=(3, 224, 224)).macs
         print(f"## {name} ({flops / 1e9:.2f} GFLOP per image)\n")

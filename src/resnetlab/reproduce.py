@@ -180,7 +180,8 @@ def degradation(settings: Settings) -> str:
         train_all(runs, settings)
     # The table is over every finished seed in OUT, so a later call with more depths and one
     # seed keeps the seeds an earlier call trained.
-    finished = {model: _finished_seeds(settings, model, _length(runs, model, settings.quick)) for model in models}
+    lengths = {model: _length(runs, model, settings.quick) for model in models}
+    finished = {model: _finished_seeds(settings, model, lengths[model]) for model in models}
     rows = []
     for model, curves in finished.items():
         finals = [_final(rows_) for rows_ in curves.values()]
@@ -198,18 +199,18 @@ def degradation(settings: Settings) -> str:
             + markdown(["network", "params", "training error", "test error", "seeds",
                         "Table 6 (CIFAR-10 test error)", "Random Erasing repo (Fashion-MNIST test error, 300 epochs)"],
                        rows)
-            + _unfinished(runs, finished, settings)
+            + _unfinished(runs, finished, lengths, settings.out)
             + "\n\n" + _degradation_verdict(finished, depths)
             + (f"\n\n![degradation]({figure.name})\n" if curves else "\n"))
 
 
-def _unfinished(runs: list[Run], finished: dict[str, dict[int, list[dict]]], settings: Settings) -> str:
+def _unfinished(runs: list[Run], finished: dict[str, dict[int, list[dict]]], lengths: dict[str, int],
+                out: Path) -> str:
     """A line naming the runs of this call that have not finished, with how far each got."""
     progress = []
     for run in (run for run in runs if run.cfg.seed not in finished[run.cfg.model]):
-        rows = RunFolder(settings.out / "runs" / run.name).read_metrics()
-        progress.append(f"{run.name} at step {rows[-1]['step'] if rows else 0:,} of "
-                        f"{_length(runs, run.cfg.model, settings.quick):,}")
+        rows = RunFolder(out / "runs" / run.name).read_metrics()
+        progress.append(f"{run.name} at step {rows[-1]['step'] if rows else 0:,} of {lengths[run.cfg.model]:,}")
     return f"\n\nNot finished yet: {'; '.join(progress)}." if progress else ""
 
 
@@ -252,8 +253,8 @@ def _degradation_verdict(finished: dict[str, dict[int, list[dict]]], depths: lis
     missing = [model for model in (f"plain{low}", f"plain{high}", f"resnet{low}", f"resnet{high}")
                if not finished[model]]
     if missing:
-        return f"The paper's claim is not checked yet: {', '.join(missing)} {'has' if len(missing) == 1 else 'have'} " \
-               "no finished run."
+        verb = "has" if len(missing) == 1 else "have"
+        return f"The paper's claim is not checked yet: {', '.join(missing)} {verb} no finished run."
     plain_train = statistics.mean(errors(f"plain{high}", 0)) - statistics.mean(errors(f"plain{low}", 0))
     plain_test = statistics.mean(errors(f"plain{high}", 1)) - statistics.mean(errors(f"plain{low}", 1))
     deep, shallow = errors(f"resnet{high}", 0), errors(f"resnet{low}", 0)
