@@ -1,8 +1,9 @@
-"""What limits resnetlab's fastest ResNet-20 training step: where a step's time goes, and how
-fast each convolution of the network runs forward and backward on its own.
+"""What limits resnetlab's fastest training step of a Fashion-MNIST network (ResNet-20 unless
+--model says otherwise): where a step's time goes, and how fast each convolution of the network
+runs forward and backward on its own.
 
-Usage: python bench/training_limits.py [--steps 20] [--rounds 5] [--seconds 0.5]
-                                       [--data-dir DIR] [--default-malloc]
+Usage: python bench/training_limits.py [--model resnet20] [--threads N] [--steps 20] [--rounds 5]
+                                       [--seconds 0.5] [--data-dir DIR] [--default-malloc]
 Part 1 profiles the trainer step of bench/training.py (bf16 autocast, channels_last, compiled:
 what `resnetlab train` runs on this machine) with torch.profiler and sorts the time into the
 convolutions (oneDNN, forward and backward), inductor's generated kernels (BatchNorm, ReLU,
@@ -79,14 +80,19 @@ def conv_runners(in_channels: int, out_channels: int, kernel: int, stride: int, 
 def main() -> None:
     parser = common_arguments(__doc__, seconds=0.5)
     parser.add_argument("--steps", type=int, default=20, help="profiled steps")
+    parser.add_argument("--model", default="resnet20", help="a CIFAR-family network (resnet20, resnet56, plain56 ..)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's; `resnetlab reproduce --jobs 2` gives each run half)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if device.type != "cpu":  # the profile's CPU time of a GPU op is its launch, not its run
         parser.error(f"this script profiles the CPU's kernels; on {device.type} run training.py for the speed")
-    peak = header("What limits the ResNet-20 training step", device, args)["bf16"]
+    peak = header(f"What limits the {args.model} training step", device, args)["bf16"]
 
     dataset = load_dataset("fashion-mnist", args.data_dir)
-    cfg = make_config("fast", model="resnet20", batch_size=BATCH, data=dataset.name)
+    cfg = make_config("fast", model=args.model, batch_size=BATCH, data=dataset.name)
     normalize = dataset.normalization(per_pixel=cfg.normalize == "per-pixel")
     loader, _ = dataset.loaders(cfg, normalize, device=device, channels_last=False)
     batches = list(itertools.islice(loader.batches(0), 8))
@@ -100,7 +106,7 @@ def main() -> None:
     rows = [[name, f"{ms:.1f}", f"{100 * ms / total:.0f}%"] for name, ms in by_time]
     print(markdown(["part", "ms per step", "share"], rows + [["step (under the profiler)", f"{total:.1f}", "100%"]]))
 
-    model = resnetlab.create_model("resnet20", num_classes=dataset.num_classes, in_chans=dataset.image_shape[0])
+    model = resnetlab.create_model(args.model, num_classes=dataset.num_classes, in_chans=dataset.image_shape[0])
     print(f"\n## Each convolution on its own (bf16, channels_last, batch {BATCH}; ms per call, "
           f"share of the bf16 matmul peak)\n")
     rows, totals = [], collections.Counter()

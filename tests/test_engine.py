@@ -11,6 +11,7 @@ from resnetlab.data import Dataset, Normalize, Split, load_dataset
 from resnetlab.engine import TrainingDiverged, fit
 from resnetlab.recipes import TrainConfig, lr_at, make_config
 from resnetlab.scoring import evaluate
+from resnetlab.zoo import create_model
 
 
 @pytest.fixture(scope="module")
@@ -154,11 +155,22 @@ def test_test_time_views_average_the_logits_of_the_shifted_and_mirrored_images()
 
 
 def test_compiled_training_follows_the_eager_run(tmp_path, fashion_subset):
+    """And the run compiles however many networks this process compiled before: all ResNets
+    share one forward, and dynamo runs it eager once its cache holds recompile_limit entries
+    (lowered here to 1, and filled by another network)."""
+    from torch._dynamo.utils import counters
+
     runs = {}
     for compile_ in (False, True):
         cfg = make_config("fast", model="resnet20", max_steps=12, batch_size=64, precision="fp64", lr=0.02,
                           compile=compile_, eval_batch_size=500, out=str(tmp_path / f"compile-{compile_}"))
-        fit(cfg, dataset=fashion_subset, progress=False)
+        with torch._dynamo.config.patch(recompile_limit=1):
+            if compile_:
+                torch.compile(create_model("plain20", num_classes=10, in_chans=1), backend="eager")(
+                    torch.zeros(2, 1, 28, 28))
+            counters.clear()
+            fit(cfg, dataset=fashion_subset, progress=False)
+        assert bool(counters["stats"]["unique_graphs"]) is compile_
         checkpoint = torch.load(tmp_path / f"compile-{compile_}" / "last.pt", weights_only=True)
         assert checkpoint["config"]["compile"] is compile_
         runs[compile_] = checkpoint["model"]

@@ -76,6 +76,17 @@ def pick_compile(cfg, device: torch.device, total_steps: int) -> bool:
     return total_steps >= COMPILE_MIN_STEPS and compiler_available(device)
 
 
+def room_for_many_networks() -> contextlib.AbstractContextManager:
+    """Settings for the calls that may compile a network, in a process that compiles many.
+
+    Every ResNet's forward is one code object to dynamo, so each architecture compiled in a
+    process adds an entry to that one cache; past `recompile_limit` (8) the next networks would
+    silently run eager (`resnetlab reproduce` trains a dozen architectures in one process)."""
+    import torch._dynamo.config
+
+    return torch._dynamo.config.patch(recompile_limit=max(torch._dynamo.config.recompile_limit, 256))
+
+
 def compiler_available(device: torch.device) -> bool:
     """Whether torch.compile's inductor can generate code here: Triton on CUDA, a C++ compiler
     on the CPU."""

@@ -21,7 +21,15 @@ from torch import nn
 from . import dist
 from .checkpoint import BEST, LAST, load_resume_point, save_checkpoint, set_rng_state, training_checkpoint, versions
 from .data import Normalize, load_dataset
-from .device import autocast, pick_channels_last, pick_compile, resolve_device, resolve_precision, to_precision
+from .device import (
+    autocast,
+    pick_channels_last,
+    pick_compile,
+    resolve_device,
+    resolve_precision,
+    room_for_many_networks,
+    to_precision,
+)
 from .ema import WeightAverage
 from .progress import Progress
 from .recipes import TrainConfig, lr_at, resumed_config
@@ -204,11 +212,17 @@ def fit(cfg: TrainConfig, *, resume: bool = False, dataset=None, progress: bool 
     stop_after: stop at this step after saving, as if killed; for tests of resume.
     """
     run = _start(cfg, resume, dataset, progress)
+    if run.state.step >= run.total_steps:  # a finished run, resumed: left as it is
+        run.bar.message(f"the run in {cfg.out} has finished ({run.state.step} steps); pass a larger --max-steps "
+                        "or --epochs to extend it")
+        return _result(run, run.state.step)
+    with room_for_many_networks():
+        return _train(run, stop_after)
+
+
+def _train(run: _Run, stop_after: int | None) -> FitResult:
+    """The training loop, from the run's current step to its end (or `stop_after`)."""
     cfg, state, bar, first_step = run.cfg, run.state, run.bar, run.state.step
-    if state.step >= run.total_steps:  # a finished run, resumed: left as it is
-        bar.message(f"the run in {cfg.out} has finished ({state.step} steps); pass a larger --max-steps or "
-                    "--epochs to extend it")
-        return _result(run, first_step)
     run.clock_start = time.perf_counter() - state.elapsed
     interval_start, interval_images = time.perf_counter(), 0
     while state.step < run.total_steps:

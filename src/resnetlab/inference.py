@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from .device import room_for_many_networks
 from .model import ResNet
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -145,16 +146,11 @@ def _compiling(freeze: bool) -> contextlib.ExitStack:
     Freezing must be on while dynamo traces, not only while inductor compiles: dynamo decides
     then whether the parameters become constants of the graph, and `torch.compile(options=
     {"freezing": True})` turns it on too late for that (the graph keeps its weights as inputs,
-    and no conv is pre-packed or fused).
-
-    Every ResNet's forward is one code object to dynamo, so each optimized model adds an entry
-    to that one cache; past `recompile_limit` (8) more models would silently run eager."""
-    import torch._dynamo.config
+    and no conv is pre-packed or fused)."""
     import torch._inductor.config
 
     settings = contextlib.ExitStack()
-    limit = max(torch._dynamo.config.recompile_limit, 256)
-    settings.enter_context(torch._dynamo.config.patch(recompile_limit=limit))
+    settings.enter_context(room_for_many_networks())
     if freeze:
         settings.enter_context(torch._inductor.config.patch(freezing=True))
     return settings
