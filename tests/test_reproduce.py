@@ -38,6 +38,8 @@ def test_degradation_quick_writes_figure_table_and_reuses_runs(tmp_path):
     assert set(rows) == {"plain20", "plain56", "resnet20", "resnet56"}
     assert rows["plain20"][1] == rows["resnet20"][1] == "0.27M"  # option A: a ResNet has its plain twin's params
     assert re.fullmatch(r"[\d.]+ \([\d.]+-[\d.]+\)", rows["resnet56"][3])  # mean (min-max) over 2 seeds
+    assert re.fullmatch(r"\d+\.\d", rows["resnet56"][7])  # hours per run, by the runs' own clocks
+    assert re.search(r"The 8 finished runs took \d+\.\d h in all", report)
     assert (out / "degradation.png").stat().st_size > 10_000
     assert len(list((out / "runs").glob("*/metrics.jsonl"))) == 8
     text = docs.read_text()
@@ -86,7 +88,8 @@ def test_report_only_reports_the_finished_runs_and_trains_nothing(tmp_path):
     assert result.returncode == 0, result.stderr
     report = (out / "report.md").read_text()
     rows = table_rows(report)
-    assert rows["resnet56"][4] == "1" and rows["plain32"][2:5] == ["-", "-", "0"]
+    assert rows["resnet56"][4] == "1" and rows["plain32"][2:5] == ["-", "-", "0"] and rows["plain32"][7] == "-"
+    assert "The 4 finished runs took" in report
     assert "Not finished yet: plain20-seed0" not in report  # the finished runs are not listed
     assert "resnet32-seed0 at step 0 of 4" in report and "resnet56-seed1 at step 0 of 4" in report
     verdict = [line for line in report.splitlines() if line.startswith("- ")]

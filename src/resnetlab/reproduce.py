@@ -185,9 +185,13 @@ def degradation(settings: Settings) -> str:
     rows = []
     for model, curves in finished.items():
         finals = [_final(rows_) for rows_ in curves.values()]
+        hours = [rows_[-1]["elapsed_s"] / 3600 for rows_ in curves.values()]
         rows.append([model, f"{_params(model, num_classes=10) / 1e6:.2f}M",
                      _mean_spread([f[0] for f in finals]), _mean_spread([f[1] for f in finals]), str(len(finals)),
-                     _reference(TABLE6, model), _reference(RANDOM_ERASING_FMNIST, model)])
+                     _reference(TABLE6, model), _reference(RANDOM_ERASING_FMNIST, model),
+                     f"{statistics.mean(hours):.1f}" if hours else "-"])
+    runs_done = sum(len(curves) for curves in finished.values())
+    hours_done = sum(rows_[-1]["elapsed_s"] for curves in finished.values() for rows_ in curves.values()) / 3600
     figure = settings.out / "degradation.png"
     curves = {model: seeds_[min(seeds_)] for model, seeds_ in finished.items() if seeds_}  # the first seed's
     if curves:
@@ -197,8 +201,11 @@ def degradation(settings: Settings) -> str:
             f"error is measured over the batches since the previous evaluation (half an epoch), with augmentation, "
             f"as the paper's curves are.\n\n"
             + markdown(["network", "params", "training error", "test error", "seeds",
-                        "Table 6 (CIFAR-10 test error)", "Random Erasing repo (Fashion-MNIST test error, 300 epochs)"],
-                       rows)
+                        "Table 6 (CIFAR-10 test error)", "Random Erasing repo (Fashion-MNIST test error, 300 epochs)",
+                        "hours per run"], rows)
+            + f"\n\nThe {runs_done} finished run{'' if runs_done == 1 else 's'} took {hours_done:.1f} h in all by "
+              f"their own clocks (set-up and evaluation included, over however many sittings; `--jobs` runs that "
+              f"many at once)."
             + _unfinished(runs, finished, lengths, settings.out)
             + "\n\n" + _degradation_verdict(finished, depths)
             + (f"\n\n![degradation]({figure.name})\n" if curves else "\n"))
