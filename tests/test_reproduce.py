@@ -98,6 +98,20 @@ def test_report_only_reports_the_finished_runs_and_trains_nothing(tmp_path):
         "plain20-seed0", "plain56-seed0", "resnet20-seed0", "resnet56-seed0"]
 
 
+def test_degradation_with_the_fast_recipe_says_so_and_keeps_to_it(tmp_path):
+    out = tmp_path / "degradation-fast"
+    result = reproduce("degradation", "--quick", "--seeds", "1", "--recipe", "fast", "--out", out)
+    assert result.returncode == 0, result.stderr
+    report = (out / "report.md").read_text()
+    assert "the `fast` recipe of `resnetlab train`" in report and "section 4.2" not in report
+    config = json.loads((out / "runs" / "resnet56-seed0" / "config.json").read_text())
+    assert config["recipe"] == "fast" and config["tta_flip"] is False and config["schedule"] == "onecycle"
+    other = reproduce("degradation", "--quick", "--seeds", "1", "--out", out)  # the paper's recipe, same OUT
+    assert other.returncode != 0 and "holds a run of the fast recipe, not paper-cifar" in other.stderr
+    wrong = reproduce("cifar10", "--quick", "--recipe", "fast", "--out", tmp_path / "cifar")
+    assert wrong.returncode == 2 and "--recipe is for degradation and shortcuts" in wrong.stderr
+
+
 def test_a_run_folder_of_another_schedule_is_not_reused(tmp_path):
     from dataclasses import replace
 

@@ -245,10 +245,12 @@ def cmd_reproduce(args) -> None:
 
     if args.report_only and args.experiment != "degradation":
         raise UsageError("--report-only is for degradation, the experiment that runs over several sittings")
+    if args.recipe and args.experiment not in ("degradation", "shortcuts"):
+        raise UsageError(f"--recipe is for degradation and shortcuts; {args.experiment} has its own recipe")
     out = Path(args.out or f"runs/reproduce-{args.experiment}{'-quick' if args.quick else ''}")
     settings = Settings(out=out, data_dir=args.data_dir, device=args.device, epochs=args.epochs, seeds=args.seeds,
                         depths=args.depths, jobs=args.jobs, quick=args.quick, compile=args.compile,
-                        report_only=args.report_only)
+                        report_only=args.report_only, recipe=args.recipe or "paper-cifar")
     print(reproduce(args.experiment, settings, docs=args.docs))
     print(f"report: {out / 'report.md'}")
 
@@ -334,7 +336,7 @@ def _add_predict(commands) -> None:
 
 
 def _add_reproduce(commands) -> None:
-    from .reproduce import EXPERIMENTS
+    from .reproduce import EXPERIMENTS, RUN_RECIPES
 
     reproduce = commands.add_parser("reproduce", help="reproduce a finding of the paper (tables and figures)")
     reproduce.add_argument("experiment", choices=list(EXPERIMENTS))
@@ -350,6 +352,9 @@ def _add_reproduce(commands) -> None:
     reproduce.add_argument("--depths", type=_depths, metavar="D1,D2,...",
                            help="degradation: the 6n+2 depths of plain nets and ResNets (default 20,56; "
                                 "plain nets stop at 56 as in Figure 6; 20,32,44,56,110 gives Table 6)")
+    reproduce.add_argument("--recipe", choices=list(RUN_RECIPES),
+                           help="degradation and shortcuts: the runs' recipe on the experiment's epochs (default "
+                                "paper-cifar: section 4.2's, its lr drops at 50%% and 75%% of the run)")
     reproduce.add_argument("--jobs", type=_positive_int, default=1, metavar="N",
                            help="training runs at once (processes)")
     reproduce.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,

@@ -1,7 +1,7 @@
 """`resnetlab reproduce`: the paper's findings, re-measured on the data at hand.
 
   degradation  plain-20/56 vs ResNet-20/56 (Figure 6, Table 6): plain nets get worse with depth,
-               ResNets do not. Trained with one recipe, over several seeds.
+               ResNets do not. Trained with one recipe (RUN_RECIPES), over several seeds.
   shortcuts    ResNet-20/32 with shortcut options A, B and C (section 3.3, Table 3).
   bottleneck   ResNet-50 v1 (stride on the first 1x1) vs v1.5 (stride on the 3x3): cost and speed.
   cifar10      the exact paper-cifar recipe for ResNet-20..110 on CIFAR-10 (Table 6).
@@ -46,6 +46,14 @@ DEGRADATION_EPOCHS = 30
 # Fashion-MNIST test error (%) of ResNets trained 300 epochs without random erasing, from the
 # Random Erasing paper's repository (zhunzhong07/Random-Erasing).
 RANDOM_ERASING_FMNIST = {"resnet20": 4.39, "resnet32": 4.16, "resnet56": 4.39}
+# The recipes a run of degradation or shortcuts can follow, on the experiment's number of epochs,
+# and how the report names them.
+RUN_RECIPES = {
+    "paper-cifar": "section 4.2's recipe, its lr drops at 50% and 75% of the run",
+    "fast": "the `fast` recipe of `resnetlab train` (one-cycle lr peaking at 0.2 after a 6% warm-up, Nesterov, "
+            "weight decay 5e-4, label smoothing 0.1, test error of the weights' moving average), single-view "
+            "test error",
+}
 
 
 @dataclass
@@ -61,6 +69,7 @@ class Settings:
     quick: bool = False  # a few steps on a small subset: checks the pipeline, not the science
     compile: bool | None = None  # None: as any run decides (device.pick_compile)
     report_only: bool = False  # degradation: report the runs finished in OUT so far, train nothing
+    recipe: str = "paper-cifar"  # degradation and shortcuts: one of RUN_RECIPES
 
 
 @dataclass
@@ -70,6 +79,19 @@ class Run:
 
 
 # --- Training runs ---------------------------------------------------------------------------------
+
+
+def run_config(settings: Settings, model: str, seed: int, epochs: int, **overrides) -> TrainConfig:
+    """One run of `epochs` with the recipe of `settings.recipe` (RUN_RECIPES)."""
+    if settings.recipe == "paper-cifar":
+        return scaled_paper_recipe(settings, model, seed, epochs, **overrides)
+    if settings.recipe != "fast":
+        raise ValueError(f"unknown recipe {settings.recipe!r} for a reproduction; expected one of "
+                         f"{', '.join(RUN_RECIPES)}")
+    steps_per_epoch = _train_size(settings) // 128
+    return make_config("fast", model=model, data=settings.data, data_dir=settings.data_dir, seed=seed,
+                       max_steps=epochs * steps_per_epoch, eval_every=max(steps_per_epoch // 2, 1), tta_flip=False,
+                       device=settings.device, log_every=100, compile=settings.compile, **overrides)
 
 
 def scaled_paper_recipe(settings: Settings, model: str, seed: int, epochs: int, **overrides) -> TrainConfig:
@@ -133,6 +155,9 @@ def _check_same_schedule(folder: Path, cfg: TrainConfig) -> None:
     """A run folder is reused only for the schedule it was started with (a resumed run keeps
     its own lr milestones, so another length would not be the schedule asked for)."""
     saved = TrainConfig.from_dict(load_resume_point(folder)[0]["config"])
+    if saved.recipe != cfg.recipe:
+        raise ValueError(f"{folder} holds a run of the {saved.recipe} recipe, not {cfg.recipe}; use another --out "
+                         "for another recipe")
     if (saved.max_steps, saved.milestones) != (cfg.max_steps, cfg.milestones):
         raise ValueError(f"{folder} holds a run of {saved.max_steps} steps (lr drops at {list(saved.milestones)}), "
                          f"not the {cfg.max_steps} asked for; use another --out for another schedule")
@@ -174,7 +199,7 @@ def degradation(settings: Settings) -> str:
     seeds = settings.seeds or 2
     depths = sorted(settings.depths or DEFAULT_DEPTHS)
     models = [f"plain{d}" for d in depths if d <= PLAIN_MAX_DEPTH] + [f"resnet{d}" for d in depths]
-    runs = [Run(f"{model}-seed{seed}", scaled_paper_recipe(settings, model, seed, epochs))
+    runs = [Run(f"{model}-seed{seed}", run_config(settings, model, seed, epochs))
             for seed in range(seeds) for model in models]
     if not settings.report_only:
         train_all(runs, settings)
@@ -196,7 +221,7 @@ def degradation(settings: Settings) -> str:
     curves = {model: seeds_[min(seeds_)] for model, seeds_ in finished.items() if seeds_}  # the first seed's
     if curves:
         plot_degradation(curves, figure, settings.data)
-    return (f"{epochs} epochs per run (section 4.2's recipe, its lr drops at 50% and 75% of the run), seeds "
+    return (f"{epochs} epochs per run ({RUN_RECIPES[settings.recipe]}), seeds "
             f"{_seed_list(finished)}; error in % at the end of training, mean (min-max) over the seeds. Training "
             f"error is measured over the batches since the previous evaluation (half an epoch), with augmentation, "
             f"as the paper's curves are.\n\n"
@@ -283,7 +308,7 @@ def shortcuts(settings: Settings) -> str:
     epochs = settings.epochs or 3
     seeds = settings.seeds or 1
     runs = [Run(f"{model}-{option}-seed{seed}",
-                scaled_paper_recipe(settings, model, seed, epochs, model_overrides={"shortcut": option}))
+                run_config(settings, model, seed, epochs, model_overrides={"shortcut": option}))
             for seed in range(seeds) for model in ("resnet20", "resnet32") for option in "ABC"]
     metrics = train_all(runs, settings)
     rows = []
@@ -293,7 +318,8 @@ def shortcuts(settings: Settings) -> str:
             rows.append([model, option, f"{_params(model, num_classes=10, shortcut=option):,}",
                          _mean_spread([f[0] for f in finals]), _mean_spread([f[1] for f in finals]),
                          f"{TABLE3[option]:.2f}"])
-    return (f"{epochs} epochs per run, {seeds} seed(s); error in % at the end of training.\n\n"
+    return (f"{epochs} epochs per run ({RUN_RECIPES[settings.recipe]}), {seeds} seed(s); error in % at the end "
+            f"of training.\n\n"
             + markdown(["network", "shortcut", "params", "training error", "test error",
                         "Table 3: ResNet-34 on ImageNet, top-1 error"], rows) + "\n")
 
