@@ -50,9 +50,8 @@ RANDOM_ERASING_FMNIST = {"resnet20": 4.39, "resnet32": 4.16, "resnet56": 4.39}
 # and how the report names them.
 RUN_RECIPES = {
     "paper-cifar": "section 4.2's recipe, its lr drops at 50% and 75% of the run",
-    "fast": "the `fast` recipe of `resnetlab train` (one-cycle lr peaking at 0.2 after a 6% warm-up, Nesterov, "
-            "weight decay 5e-4, label smoothing 0.1, test error of the weights' moving average), single-view "
-            "test error",
+    "fast": "the `fast` recipe of `resnetlab train`: one-cycle lr peaking at 0.2 after a 6% warm-up, Nesterov, "
+            "weight decay 5e-4, label smoothing 0.1, the test error of the weights' moving average, single view",
 }
 
 
