@@ -81,6 +81,7 @@ def test_report_only_reports_the_finished_runs_and_trains_nothing(tmp_path):
     empty = reproduce("degradation", "--quick", "--report-only", "--out", out)
     assert empty.returncode == 0, empty.stderr
     assert "not checked yet: plain20, plain56, resnet20, resnet56 have no finished run" in empty.stdout
+    assert "finished run took" not in empty.stdout and "finished runs took" not in empty.stdout
     assert not (out / "runs").exists() and not (out / "degradation.png").exists()
 
     assert reproduce("degradation", "--quick", "--seeds", "1", "--out", out).returncode == 0

@@ -227,9 +227,9 @@ def degradation(settings: Settings) -> str:
             + markdown(["network", "params", "training error", "test error", "seeds",
                         "Table 6 (CIFAR-10 test error)", "Random Erasing repo (Fashion-MNIST test error, 300 epochs)",
                         "hours per run"], rows)
-            + f"\n\nThe {runs_done} finished run{'' if runs_done == 1 else 's'} took {hours_done:.1f} h in all by "
-              f"their own clocks (set-up and evaluation included, over however many sittings; `--jobs` runs that "
-              f"many at once)."
+            + (f"\n\nThe {runs_done} finished run{'' if runs_done == 1 else 's'} took {hours_done:.1f} h in all by "
+               f"their own clocks (set-up and evaluation included, over however many sittings; `--jobs` runs that "
+               f"many at once)." if runs_done else "")
             + _unfinished(runs, finished, lengths, settings.out)
             + "\n\n" + _degradation_verdict(finished, depths)
             + (f"\n\n![degradation]({figure.name})\n" if curves else "\n"))
