@@ -119,7 +119,7 @@ def test_a_run_folder_of_another_schedule_is_not_reused(tmp_path):
     from resnetlab import reproduce as experiments
 
     settings = experiments.Settings(out=tmp_path, quick=True)
-    cfg = experiments.scaled_paper_recipe(settings, "resnet20", 0, 3)
+    cfg = experiments.run_config(settings, "resnet20", 0, 3)
     experiments.train(experiments.Run("resnet20-seed0", cfg), tmp_path, quick=True)
     folder = tmp_path / "runs" / "resnet20-seed0"
     with pytest.raises(ValueError, match="holds a run of 4 steps .*use another --out"):

@@ -81,28 +81,21 @@ class Run:
 
 
 def run_config(settings: Settings, model: str, seed: int, epochs: int, **overrides) -> TrainConfig:
-    """One run of `epochs` with the recipe of `settings.recipe` (RUN_RECIPES)."""
-    if settings.recipe == "paper-cifar":
-        return scaled_paper_recipe(settings, model, seed, epochs, **overrides)
-    if settings.recipe != "fast":
+    """One run of `epochs` with the recipe of `settings.recipe` (RUN_RECIPES), evaluated every half
+    epoch. paper-cifar: section 4.2's recipe (SGD 0.9, lr 0.1 divided by 10 at 50% and 75% of the
+    run, weight decay 1e-4, batch 128, pad-4 crop and flip, per-pixel mean), precision and compile
+    as the machine decides ("auto"), as for any run. fast: `resnetlab train`'s default recipe,
+    scored on a single view."""
+    if settings.recipe not in RUN_RECIPES:
         raise ValueError(f"unknown recipe {settings.recipe!r} for a reproduction; expected one of "
                          f"{', '.join(RUN_RECIPES)}")
     steps_per_epoch = _train_size(settings) // 128
-    return make_config("fast", model=model, data=settings.data, data_dir=settings.data_dir, seed=seed,
-                       max_steps=epochs * steps_per_epoch, eval_every=max(steps_per_epoch // 2, 1), tta_flip=False,
-                       device=settings.device, log_every=100, compile=settings.compile, **overrides)
-
-
-def scaled_paper_recipe(settings: Settings, model: str, seed: int, epochs: int, **overrides) -> TrainConfig:
-    """Section 4.2's recipe (SGD 0.9, lr 0.1 divided by 10 at 50% and 75% of the run, weight
-    decay 1e-4, batch 128, pad-4 crop and flip, per-pixel mean) on a schedule of `epochs`.
-    Precision and compile follow the machine ("auto"), as for any run."""
-    steps_per_epoch = _train_size(settings) // 128
     total = epochs * steps_per_epoch
-    return make_config("paper-cifar", model=model, data=settings.data, data_dir=settings.data_dir, seed=seed,
-                       max_steps=total, milestones=(total // 2, total * 3 // 4), precision="auto",
-                       eval_every=max(steps_per_epoch // 2, 1), device=settings.device, log_every=100,
-                       compile=settings.compile, **overrides)
+    own = (dict(milestones=(total // 2, total * 3 // 4), precision="auto") if settings.recipe == "paper-cifar"
+           else dict(tta_flip=False))
+    return make_config(settings.recipe, model=model, data=settings.data, data_dir=settings.data_dir, seed=seed,
+                       max_steps=total, eval_every=max(steps_per_epoch // 2, 1), device=settings.device,
+                       log_every=100, compile=settings.compile, **own, **overrides)
 
 
 def _train_size(settings: Settings) -> int:
@@ -364,7 +357,7 @@ def bottleneck(settings: Settings) -> str:
 
 def cifar10(settings: Settings) -> str:
     """Section 4.2 exactly (64k iterations unless --epochs), ResNet-20..110."""
-    settings = replace(settings, data="cifar10")
+    settings = replace(settings, data="cifar10", recipe="paper-cifar")
     models = ["resnet20", "resnet32", "resnet44", "resnet56", "resnet110"]
     seeds = settings.seeds or 1
     runs = []
@@ -372,7 +365,7 @@ def cifar10(settings: Settings) -> str:
         for model in models:
             # paper-cifar itself adds the lr-0.01 warm-up of 110 layers, in both schedules
             if settings.epochs:
-                cfg = scaled_paper_recipe(settings, model, seed, settings.epochs)
+                cfg = run_config(settings, model, seed, settings.epochs)
             else:
                 cfg = make_config("paper-cifar", model=model, data="cifar10", data_dir=settings.data_dir, seed=seed,
                                   device=settings.device, eval_every=2000, log_every=200, compile=settings.compile)
