@@ -42,6 +42,9 @@ def test_degradation_quick_writes_figure_table_and_reuses_runs(tmp_path):
     assert re.search(r"The 8 finished runs took \d+\.\d h in all", report)
     assert (out / "degradation.png").stat().st_size > 10_000
     assert len(list((out / "runs").glob("*/metrics.jsonl"))) == 8
+    started = sorted((out / "runs").iterdir(), key=lambda folder: (folder / "config.json").stat().st_mtime_ns)
+    assert [folder.name for folder in started[:4]] == ["plain56-seed0", "resnet56-seed0", "plain20-seed0",
+                                                       "resnet20-seed0"]  # each seed's deepest runs first
     text = docs.read_text()
     assert "kept text" in text and "<!-- reproduce:degradation -->" in text
     assert "figures/reproduce-degradation.png" in text

@@ -194,7 +194,7 @@ def degradation(settings: Settings) -> str:
     runs = [Run(f"{model}-seed{seed}", run_config(settings, model, seed, epochs))
             for seed in range(seeds) for model in models]
     if not settings.report_only:
-        train_all(runs, settings)
+        train_all(_deepest_first(runs), settings)
     # The table is over every finished seed in OUT, so a later call with more depths and one
     # seed keeps the seeds an earlier call trained.
     lengths = {model: _length(runs, model, settings.quick) for model in models}
@@ -236,6 +236,16 @@ def _unfinished(runs: list[Run], finished: dict[str, dict[int, list[dict]]], len
         rows = RunFolder(out / "runs" / run.name).read_metrics()
         progress.append(f"{run.name} at step {rows[-1]['step'] if rows else 0:,} of {lengths[run.cfg.model]:,}")
     return f"\n\nNot finished yet: {'; '.join(progress)}." if progress else ""
+
+
+def _depth(model: str) -> int:
+    return int(model.removeprefix("plain").removeprefix("resnet"))
+
+
+def _deepest_first(runs: list[Run]) -> list[Run]:
+    """Each seed's runs, the deepest (the longest) first: with --jobs the long runs start at once
+    and the short ones fill in beside them, so a sitting ends with fewer deep runs half done."""
+    return sorted(runs, key=lambda run: (run.cfg.seed, -_depth(run.cfg.model)))
 
 
 def _length(runs: list[Run], model: str, quick: bool) -> int:
@@ -392,7 +402,7 @@ def plot_degradation(curves: dict[str, list[dict]], path: Path, data: str) -> No
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    depths = sorted({int(name.removeprefix("plain").removeprefix("resnet")) for name in curves})
+    depths = sorted({_depth(name) for name in curves})
     figure, axes = plt.subplots(1, 2, figsize=(12, 4.5), dpi=120, sharey=True)
     for axis, family, title in zip(axes, ("plain", "resnet"), ("plain", "ResNet")):
         for depth in depths:
