@@ -191,10 +191,12 @@ def degradation(settings: Settings) -> str:
     seeds = settings.seeds or 2
     depths = sorted(settings.depths or DEFAULT_DEPTHS)
     models = [f"plain{d}" for d in depths if d <= PLAIN_MAX_DEPTH] + [f"resnet{d}" for d in depths]
+    # Each seed's deepest (longest) runs first: with --jobs the long runs start at once and the
+    # short ones fill in beside them, so a sitting ends with fewer deep runs half done.
     runs = [Run(f"{model}-seed{seed}", run_config(settings, model, seed, epochs))
-            for seed in range(seeds) for model in models]
+            for seed in range(seeds) for model in sorted(models, key=_depth, reverse=True)]
     if not settings.report_only:
-        train_all(_deepest_first(runs), settings)
+        train_all(runs, settings)
     # The table is over every finished seed in OUT, so a later call with more depths and one
     # seed keeps the seeds an earlier call trained.
     lengths = {model: _length(runs, model, settings.quick) for model in models}
@@ -240,12 +242,6 @@ def _unfinished(runs: list[Run], finished: dict[str, dict[int, list[dict]]], len
 
 def _depth(model: str) -> int:
     return int(model.removeprefix("plain").removeprefix("resnet"))
-
-
-def _deepest_first(runs: list[Run]) -> list[Run]:
-    """Each seed's runs, the deepest (the longest) first: with --jobs the long runs start at once
-    and the short ones fill in beside them, so a sitting ends with fewer deep runs half done."""
-    return sorted(runs, key=lambda run: (run.cfg.seed, -_depth(run.cfg.model)))
 
 
 def _length(runs: list[Run], model: str, quick: bool) -> int:
