@@ -98,6 +98,8 @@ def test_report_only_reports_the_finished_runs_and_trains_nothing(tmp_path):
     assert "resnet32-seed0 at step 0 of 4" in report and "resnet56-seed1 at step 0 of 4" in report
     verdict = [line for line in report.splitlines() if line.startswith("- ")]
     assert len(verdict) == 3 and "plain-56 above plain-20" in verdict[0]  # 20 and 56 have finished
+    assert re.search(r"ResNet-56 minus ResNet-20 in training error over the second half of training: seed 0 "
+                     r"below at \d of \d evaluations", report)
     assert sorted(p.parent.name for p in (out / "runs").glob("*/metrics.jsonl")) == [
         "plain20-seed0", "plain56-seed0", "resnet20-seed0", "resnet56-seed0"]
 
@@ -127,6 +129,22 @@ def test_a_run_folder_of_another_schedule_is_not_reused(tmp_path):
     folder = tmp_path / "runs" / "resnet20-seed0"
     with pytest.raises(ValueError, match="holds a run of 4 steps .*use another --out"):
         experiments._check_same_schedule(folder, replace(cfg, max_steps=8))
+
+
+def test_the_deeper_net_is_compared_at_every_evaluation_of_the_second_half():
+    from resnetlab.reproduce import _second_half_gap
+
+    def curve(*errors):
+        return [{"step": 10 * (i + 1), "train_err": err} for i, err in enumerate(errors)]
+
+    finished = {"resnet20": {0: curve(50, 40, 30, 20), 1: curve(50, 40, 30, 20)},
+                "resnet56": {0: curve(60, 45, 25, 21), 2: curve(1, 1, 1, 1)}}
+    # steps 30 and 40 are past half of 40; seed 1 and seed 2 have no partner
+    assert _second_half_gap(finished, "resnet", 56, 20) == (
+        "ResNet-56 minus ResNet-20 in training error over the second half of training: seed 0 below at 1 of 2 "
+        "evaluations, -2.00 points on average, -5.00 at the widest (iteration 30).")
+    finished["resnet56"] = {2: curve(1, 1, 1, 1)}
+    assert _second_half_gap(finished, "resnet", 56, 20).endswith(": no seed has finished both.")
 
 
 def test_shortcuts_quick_counts_the_projection_parameters(tmp_path):
