@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 from conftest import write_cifar
 
@@ -129,6 +130,39 @@ def test_a_run_folder_of_another_schedule_is_not_reused(tmp_path):
     folder = tmp_path / "runs" / "resnet20-seed0"
     with pytest.raises(ValueError, match="holds a run of 4 steps .*use another --out"):
         experiments._check_same_schedule(folder, replace(cfg, max_steps=8))
+
+
+def test_an_unfinished_run_carried_to_another_machine_ends_as_if_never_stopped(tmp_path):
+    """A reproduction longer than a machine is kept goes on elsewhere from three files of each
+    unfinished run (config.json, metrics.jsonl, last.pt): docs/run-logs keeps them."""
+    import shutil
+    from dataclasses import replace
+
+    from resnetlab import reproduce as experiments
+    from resnetlab.engine import fit
+
+    settings = experiments.Settings(out=tmp_path, quick=True, recipe="fast")
+    run = experiments.Run("resnet20-seed0", experiments.run_config(settings, "resnet20", 0, 3))
+    whole = experiments.train(run, tmp_path / "whole", quick=True)
+
+    here = tmp_path / "here" / "runs" / run.name
+    cfg = replace(experiments._quick(run.cfg), out=str(here))
+    fit(cfg, dataset=experiments._dataset(cfg, quick=True), progress=False, stop_after=2)  # the machine goes
+    there = tmp_path / "there" / "runs" / run.name
+    there.mkdir(parents=True)
+    for name in ("config.json", "metrics.jsonl", "last.pt"):
+        shutil.copyfile(here / name, there / name)
+    shutil.rmtree(tmp_path / "here")
+    first = json.loads((there / "metrics.jsonl").read_text().splitlines()[0])
+
+    resumed = experiments.train(run, tmp_path / "there", quick=True)
+    assert resumed[0] == first  # continued from step 2, not trained again from the start
+    assert [row["step"] for row in resumed] == [row["step"] for row in whole] == [2, 4]
+    assert [(row["train_err"], row["test_err"]) for row in resumed] == [(row["train_err"], row["test_err"])
+                                                                         for row in whole]
+    ended = torch.load(there / "last.pt", weights_only=True)["model"]
+    reference = torch.load(tmp_path / "whole" / "runs" / run.name / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(ended[key], reference[key]) for key in reference)
 
 
 def test_the_deeper_net_is_compared_at_every_evaluation_of_the_second_half():
