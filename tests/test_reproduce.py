@@ -34,6 +34,8 @@ def test_degradation_quick_writes_figure_table_and_reuses_runs(tmp_path):
     docs.write_text("# Results\n\nkept text\n")
     result = reproduce("degradation", "--quick", "--seeds", "2", "--out", out, "--docs", docs)
     assert result.returncode == 0, result.stderr
+    assert "resnet56-seed1: starting, 4 steps" in result.stderr
+    assert re.search(r"^plain20-seed0: finished, training error [\d.]+%, test error [\d.]+%", result.stderr, re.M)
     report = (out / "report.md").read_text()
     rows = table_rows(report)
     assert set(rows) == {"plain20", "plain56", "resnet20", "resnet56"}
@@ -56,6 +58,7 @@ def test_degradation_quick_writes_figure_table_and_reuses_runs(tmp_path):
     start = time.perf_counter()
     again = reproduce("degradation", "--quick", "--seeds", "2", "--out", out, "--docs", docs)
     assert again.returncode == 0, again.stderr
+    assert "starting" not in again.stderr and "finished," not in again.stderr
     assert {p: p.stat().st_mtime for p in mtimes} == mtimes
     assert table_rows((out / "report.md").read_text()) == rows
     assert docs.read_text().count("<!-- reproduce:degradation -->") == 1
@@ -132,7 +135,7 @@ def test_a_run_folder_of_another_schedule_is_not_reused(tmp_path):
         experiments._check_same_schedule(folder, replace(cfg, max_steps=8))
 
 
-def test_an_unfinished_run_carried_to_another_machine_ends_as_if_never_stopped(tmp_path):
+def test_an_unfinished_run_carried_to_another_machine_ends_as_if_never_stopped(tmp_path, capsys):
     """A reproduction longer than a machine is kept goes on elsewhere from three files of each
     unfinished run (config.json, metrics.jsonl, last.pt): docs/run-logs keeps them."""
     import shutil
@@ -155,8 +158,13 @@ def test_an_unfinished_run_carried_to_another_machine_ends_as_if_never_stopped(t
     shutil.rmtree(tmp_path / "here")
     first = json.loads((there / "metrics.jsonl").read_text().splitlines()[0])
 
+    capsys.readouterr()
     resumed = experiments.train(run, tmp_path / "there", quick=True)
     assert resumed[0] == first  # continued from step 2, not trained again from the start
+    said = capsys.readouterr().err.splitlines()
+    assert said[0] == "resnet20-seed0: resuming at step 2 of 4"
+    assert re.fullmatch(r"resnet20-seed0: finished, training error [\d.]+%, test error [\d.]+% \(0\.0 h by its clock\)",
+                        said[-1])
     assert [row["step"] for row in resumed] == [row["step"] for row in whole] == [2, 4]
     assert [(row["train_err"], row["test_err"]) for row in resumed] == [(row["train_err"], row["test_err"])
                                                                          for row in whole]

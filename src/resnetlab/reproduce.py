@@ -131,11 +131,21 @@ def train(run: Run, root: Path, quick: bool, threads: int | None = None) -> list
     if quick:
         cfg = _quick(cfg)
     resume = has_resume_point(folder)
-    if resume:
-        _check_same_schedule(folder, cfg)
+    start = _check_same_schedule(folder, cfg) if resume else 0
     if _finished(folder, cfg):
         return RunFolder(folder).read_metrics()
-    return fit(cfg, resume=resume, dataset=_dataset(cfg, quick), progress=False).metrics
+    # A reproduction trains for hours, several runs at once: one line as each run starts and
+    # ends says where it stands (the trainer's own progress line would interleave).
+    _say(f"{run.name}: resuming at step {start:,} of {cfg.max_steps:,}" if start else
+         f"{run.name}: starting, {cfg.max_steps:,} steps")
+    rows = fit(cfg, resume=resume, dataset=_dataset(cfg, quick), progress=False).metrics
+    _say(f"{run.name}: finished, training error {rows[-1]['train_err']:.2f}%, test error {rows[-1]['test_err']:.2f}% "
+         f"({rows[-1]['elapsed_s'] / 3600:.1f} h by its clock)")
+    return rows
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def _finished(folder: Path, cfg: TrainConfig) -> bool:
@@ -143,16 +153,19 @@ def _finished(folder: Path, cfg: TrainConfig) -> bool:
     return bool(rows) and cfg.max_steps is not None and rows[-1]["step"] >= cfg.max_steps
 
 
-def _check_same_schedule(folder: Path, cfg: TrainConfig) -> None:
+def _check_same_schedule(folder: Path, cfg: TrainConfig) -> int:
     """A run folder is reused only for the schedule it was started with (a resumed run keeps
-    its own lr milestones, so another length would not be the schedule asked for)."""
-    saved = TrainConfig.from_dict(load_resume_point(folder)[0]["config"])
+    its own lr milestones, so another length would not be the schedule asked for). Returns the
+    step its checkpoint is at."""
+    checkpoint = load_resume_point(folder)[0]
+    saved = TrainConfig.from_dict(checkpoint["config"])
     if saved.recipe != cfg.recipe:
         raise ValueError(f"{folder} holds a run of the {saved.recipe} recipe, not {cfg.recipe}; use another --out "
                          "for another recipe")
     if (saved.max_steps, saved.milestones) != (cfg.max_steps, cfg.milestones):
         raise ValueError(f"{folder} holds a run of {saved.max_steps} steps (lr drops at {list(saved.milestones)}), "
                          f"not the {cfg.max_steps} asked for; use another --out for another schedule")
+    return checkpoint["step"]
 
 
 def train_all(runs: list[Run], settings: Settings) -> dict[str, list[dict]]:
