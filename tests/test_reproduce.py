@@ -173,6 +173,21 @@ def test_an_unfinished_run_carried_to_another_machine_ends_as_if_never_stopped(t
     assert all(torch.equal(ended[key], reference[key]) for key in reference)
 
 
+def test_interrupted_runs_go_on_before_new_ones_start(tmp_path):
+    from resnetlab import reproduce as experiments
+    from resnetlab.engine import fit
+
+    settings = experiments.Settings(out=tmp_path, quick=True)
+    run = experiments.Run("resnet20-seed0", experiments.run_config(settings, "resnet20", 0, 30))
+    _, cfg = experiments._placed(run, tmp_path, quick=True)
+    fit(cfg, dataset=experiments._dataset(cfg, quick=True), progress=False, stop_after=2)  # the machine goes
+    result = reproduce("degradation", "--quick", "--seeds", "1", "--out", tmp_path)
+    assert result.returncode == 0, result.stderr
+    begun = [line for line in result.stderr.splitlines() if ": resuming" in line or ": starting" in line]
+    assert begun == ["resnet20-seed0: resuming at step 2 of 4", "plain56-seed0: starting, 4 steps",
+                     "resnet56-seed0: starting, 4 steps", "plain20-seed0: starting, 4 steps"]
+
+
 def test_the_deeper_net_is_compared_at_every_evaluation_of_the_second_half():
     from resnetlab.reproduce import _second_half_gap
 

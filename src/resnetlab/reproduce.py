@@ -126,10 +126,7 @@ def train(run: Run, root: Path, quick: bool, threads: int | None = None) -> list
     """Train one run to its end (resuming an interrupted one; a finished one is only read)."""
     if threads:
         torch.set_num_threads(threads)
-    folder = root / "runs" / run.name
-    cfg = replace(run.cfg, out=str(folder))
-    if quick:
-        cfg = _quick(cfg)
+    folder, cfg = _placed(run, root, quick)
     resume = has_resume_point(folder)
     start = _check_same_schedule(folder, cfg) if resume else 0
     if _finished(folder, cfg):
@@ -142,6 +139,18 @@ def train(run: Run, root: Path, quick: bool, threads: int | None = None) -> list
     _say(f"{run.name}: finished, training error {rows[-1]['train_err']:.2f}%, test error {rows[-1]['test_err']:.2f}% "
          f"({rows[-1]['elapsed_s'] / 3600:.1f} h by its clock)")
     return rows
+
+
+def _placed(run: Run, root: Path, quick: bool) -> tuple[Path, TrainConfig]:
+    """The run's folder under `root`, and the config it trains there."""
+    folder = root / "runs" / run.name
+    cfg = replace(run.cfg, out=str(folder))
+    return folder, _quick(cfg) if quick else cfg
+
+
+def _interrupted(run: Run, root: Path, quick: bool) -> bool:
+    folder, cfg = _placed(run, root, quick)
+    return has_resume_point(folder) and not _finished(folder, cfg)
 
 
 def _say(line: str) -> None:
@@ -169,7 +178,10 @@ def _check_same_schedule(folder: Path, cfg: TrainConfig) -> int:
 
 
 def train_all(runs: list[Run], settings: Settings) -> dict[str, list[dict]]:
-    """Train every run, `settings.jobs` at a time (each in its own process when > 1)."""
+    """Train every run, `settings.jobs` at a time (each in its own process when > 1), the
+    interrupted ones first: a sitting that ends then leaves as few runs half done as it can
+    (each one a checkpoint to carry to the next machine)."""
+    runs = sorted(runs, key=lambda run: not _interrupted(run, settings.out, settings.quick))
     if settings.jobs <= 1:
         return {run.name: train(run, settings.out, settings.quick) for run in runs}
     threads = max(1, (os.cpu_count() or 1) // settings.jobs)
