@@ -139,7 +139,6 @@ def test_an_unfinished_run_carried_to_another_machine_ends_as_if_never_stopped(t
     """A reproduction longer than a machine is kept goes on elsewhere from three files of each
     unfinished run (config.json, metrics.jsonl, last.pt): docs/run-logs keeps them."""
     import shutil
-    from dataclasses import replace
 
     from resnetlab import reproduce as experiments
     from resnetlab.engine import fit
@@ -148,8 +147,7 @@ def test_an_unfinished_run_carried_to_another_machine_ends_as_if_never_stopped(t
     run = experiments.Run("resnet20-seed0", experiments.run_config(settings, "resnet20", 0, 3))
     whole = experiments.train(run, tmp_path / "whole", quick=True)
 
-    here = tmp_path / "here" / "runs" / run.name
-    cfg = replace(experiments._quick(run.cfg), out=str(here))
+    here, cfg = experiments._placed(run, tmp_path / "here", quick=True)
     fit(cfg, dataset=experiments._dataset(cfg, quick=True), progress=False, stop_after=2)  # the machine goes
     there = tmp_path / "there" / "runs" / run.name
     there.mkdir(parents=True)
