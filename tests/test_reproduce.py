@@ -108,16 +108,21 @@ def test_report_only_reports_the_finished_runs_and_trains_nothing(tmp_path):
         "plain20-seed0", "plain56-seed0", "resnet20-seed0", "resnet56-seed0"]
 
 
-def test_degradation_with_the_fast_recipe_says_so_and_keeps_to_it(tmp_path):
+def test_degradation_trains_the_fast_recipe_by_default_says_so_and_keeps_to_it(tmp_path):
     out = tmp_path / "degradation-fast"
-    result = reproduce("degradation", "--quick", "--seeds", "1", "--recipe", "fast", "--out", out)
+    result = reproduce("degradation", "--quick", "--seeds", "1", "--out", out)
     assert result.returncode == 0, result.stderr
     report = (out / "report.md").read_text()
     assert "the `fast` recipe of `resnetlab train`" in report and "section 4.2" not in report
     config = json.loads((out / "runs" / "resnet56-seed0" / "config.json").read_text())
     assert config["recipe"] == "fast" and config["tta_flip"] is False and config["schedule"] == "onecycle"
-    other = reproduce("degradation", "--quick", "--seeds", "1", "--out", out)  # the paper's recipe, same OUT
+    other = reproduce("degradation", "--quick", "--seeds", "1", "--recipe", "paper-cifar", "--out", out)
     assert other.returncode != 0 and "holds a run of the fast recipe, not paper-cifar" in other.stderr
+    paper = reproduce("degradation", "--quick", "--seeds", "1", "--recipe", "paper-cifar", "--out", tmp_path / "paper")
+    assert paper.returncode == 0, paper.stderr
+    assert "section 4.2's recipe" in (tmp_path / "paper" / "report.md").read_text()
+    config = json.loads((tmp_path / "paper" / "runs" / "resnet56-seed0" / "config.json").read_text())
+    assert config["recipe"] == "paper-cifar" and config["milestones"] == [2, 3]
     wrong = reproduce("cifar10", "--quick", "--recipe", "fast", "--out", tmp_path / "cifar")
     assert wrong.returncode == 2 and "--recipe is for degradation and shortcuts" in wrong.stderr
 
@@ -127,7 +132,7 @@ def test_a_run_folder_of_another_schedule_is_not_reused(tmp_path):
 
     from resnetlab import reproduce as experiments
 
-    settings = experiments.Settings(out=tmp_path, quick=True)
+    settings = experiments.Settings(out=tmp_path, quick=True, recipe="paper-cifar")
     cfg = experiments.run_config(settings, "resnet20", 0, 3)
     experiments.train(experiments.Run("resnet20-seed0", cfg), tmp_path, quick=True)
     folder = tmp_path / "runs" / "resnet20-seed0"
@@ -175,7 +180,7 @@ def test_interrupted_runs_go_on_before_new_ones_start(tmp_path):
     from resnetlab import reproduce as experiments
     from resnetlab.engine import fit
 
-    settings = experiments.Settings(out=tmp_path, quick=True)
+    settings = experiments.Settings(out=tmp_path, quick=True, recipe=experiments.DEFAULT_RECIPE["degradation"])
     run = experiments.Run("resnet20-seed0", experiments.run_config(settings, "resnet20", 0, 30))
     _, cfg = experiments._placed(run, tmp_path, quick=True)
     fit(cfg, dataset=experiments._dataset(cfg, quick=True), progress=False, stop_after=2)  # the machine goes
@@ -210,6 +215,8 @@ def test_shortcuts_quick_counts_the_projection_parameters(tmp_path):
         params = [int(rows[f"{model} {option}"][2].replace(",", "")) for option in "ABC"]
         assert params[0] < params[1] < params[2]  # A: no parameters; B: projections where shapes change; C: all
     assert rows["resnet20 A"][5] == "25.03"  # next to Table 3
+    config = json.loads((tmp_path / "shortcuts" / "runs" / "resnet32-C-seed0" / "config.json").read_text())
+    assert config["recipe"] == "paper-cifar"  # section 4.2's recipe unless --recipe says otherwise
 
 
 def test_bottleneck_quick_v1_costs_less_than_v15(tmp_path):

@@ -250,7 +250,7 @@ def cmd_reproduce(args) -> None:
     out = Path(args.out or f"runs/reproduce-{args.experiment}{'-quick' if args.quick else ''}")
     settings = Settings(out=out, data_dir=args.data_dir, device=args.device, epochs=args.epochs, seeds=args.seeds,
                         depths=args.depths, jobs=args.jobs, quick=args.quick, compile=args.compile,
-                        report_only=args.report_only, recipe=args.recipe or "paper-cifar")
+                        report_only=args.report_only, recipe=args.recipe)
     print(reproduce(args.experiment, settings, docs=args.docs))
     print(f"report: {out / 'report.md'}")
 
@@ -353,8 +353,9 @@ def _add_reproduce(commands) -> None:
                            help="degradation: the 6n+2 depths of plain nets and ResNets (default 20,56; "
                                 "plain nets stop at 56 as in Figure 6; 20,32,44,56,110 gives Table 6)")
     reproduce.add_argument("--recipe", choices=list(RUN_RECIPES),
-                           help="degradation and shortcuts: the runs' recipe on the experiment's epochs (default "
-                                "paper-cifar: section 4.2's, its lr drops at 50%% and 75%% of the run)")
+                           help="degradation and shortcuts: the runs' recipe on the experiment's epochs (default: fast "
+                                "for degradation; paper-cifar, section 4.2's with its lr drops at 50%% and 75%% "
+                                "of the run, for shortcuts)")
     reproduce.add_argument("--jobs", type=_positive_int, default=1, metavar="N",
                            help="training runs at once (processes)")
     reproduce.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
