@@ -241,12 +241,12 @@ def cmd_export(args) -> None:
 def cmd_reproduce(args) -> None:
     from pathlib import Path
 
-    from .reproduce import Settings, reproduce
+    from .reproduce import DEFAULT_RECIPE, Settings, reproduce
 
     if args.report_only and args.experiment != "degradation":
         raise UsageError("--report-only is for degradation, the experiment that runs over several sittings")
-    if args.recipe and args.experiment not in ("degradation", "shortcuts"):
-        raise UsageError(f"--recipe is for degradation and shortcuts; {args.experiment} has its own recipe")
+    if args.recipe and args.experiment not in DEFAULT_RECIPE:  # the experiments whose runs take a recipe
+        raise UsageError(f"--recipe is for {' and '.join(DEFAULT_RECIPE)}; {args.experiment} has its own recipe")
     out = Path(args.out or f"runs/reproduce-{args.experiment}{'-quick' if args.quick else ''}")
     settings = Settings(out=out, data_dir=args.data_dir, device=args.device, epochs=args.epochs, seeds=args.seeds,
                         depths=args.depths, jobs=args.jobs, quick=args.quick, compile=args.compile,
