@@ -97,7 +97,8 @@ def test_report_only_reports_the_finished_runs_and_trains_nothing(tmp_path):
     report = (out / "report.md").read_text()
     rows = table_rows(report)
     assert rows["resnet56"][4] == "1" and rows["plain32"][2:5] == ["-", "-", "0"] and rows["plain32"][7] == "-"
-    assert "The 4 finished runs took" in report
+    assert "The 4 finished runs took" in report and "a report of the runs in OUT, nothing trained" in report
+    assert " min (runs already finished" not in report  # a report-only call has no wall time of its own
     assert "Not finished yet: plain20-seed0" not in report  # the finished runs are not listed
     assert "resnet32-seed0 at step 0 of 4" in report and "resnet56-seed1 at step 0 of 4" in report
     verdict = [line for line in report.splitlines() if line.startswith("- ")]

@@ -526,9 +526,10 @@ def reproduce(experiment: str, settings: Settings, docs: str | Path | None = Non
     command = "resnetlab " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["reproduce"] else \
         f"resnetlab reproduce {experiment}"
     device = _describe_device(settings.device)
+    timing = ("a report of the runs in OUT, nothing trained" if settings.report_only else
+              f"{minutes:.1f} min (runs already finished in OUT are reused, not retrained)")
     section = (f"## {experiment}{' (--quick: checks the pipeline, not the science)' if settings.quick else ''}\n\n"
-               f"`{command}` on {device}, torch {torch.__version__}: {minutes:.1f} min "
-               f"(runs already finished in OUT are reused, not retrained).\n\n{body}")
+               f"`{command}` on {device}, torch {torch.__version__}: {timing}.\n\n{body}")
     (settings.out / "report.md").write_text(section)
     if docs is not None:
         update_docs(Path(docs), experiment, section, settings.out)
