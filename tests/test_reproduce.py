@@ -46,8 +46,9 @@ def test_degradation_quick_writes_figure_table_and_reuses_runs(tmp_path):
     assert (out / "degradation.png").stat().st_size > 10_000
     assert len(list((out / "runs").glob("*/metrics.jsonl"))) == 8
     started = sorted((out / "runs").iterdir(), key=lambda folder: (folder / "config.json").stat().st_mtime_ns)
-    assert [folder.name for folder in started[:4]] == ["plain56-seed0", "resnet56-seed0", "plain20-seed0",
-                                                       "resnet20-seed0"]  # each seed's deepest runs first
+    # Each seed's deepest runs first, the ResNet before its plain twin.
+    assert [folder.name for folder in started[:4]] == ["resnet56-seed0", "plain56-seed0", "resnet20-seed0",
+                                                       "plain20-seed0"]
     text = docs.read_text()
     assert "kept text" in text and "<!-- reproduce:degradation -->" in text
     assert "figures/reproduce-degradation.png" in text

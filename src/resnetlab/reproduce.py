@@ -222,9 +222,11 @@ def degradation(settings: Settings) -> str:
     depths = sorted(settings.depths or DEFAULT_DEPTHS)
     models = [f"plain{d}" for d in depths if d <= PLAIN_MAX_DEPTH] + [f"resnet{d}" for d in depths]
     # Each seed's deepest (longest) runs first: with --jobs the long runs start at once and the
-    # short ones fill in beside them, so a sitting ends with fewer deep runs half done.
+    # short ones fill in beside them, so a sitting ends with fewer deep runs half done. At one
+    # depth the ResNet goes before its plain twin: Table 6's rows are the ResNets' alone.
+    order = sorted(models, key=lambda model: (-_depth(model), model.startswith("plain")))
     runs = [Run(f"{model}-seed{seed}", run_config(settings, model, seed, epochs))
-            for seed in range(seeds) for model in sorted(models, key=_depth, reverse=True)]
+            for seed in range(seeds) for model in order]
     if not settings.report_only:
         train_all(runs, settings)
     # The table is over every finished seed in OUT, so a later call with more depths and one
