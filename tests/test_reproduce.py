@@ -189,8 +189,8 @@ def test_interrupted_runs_go_on_before_new_ones_start(tmp_path):
     result = reproduce("degradation", "--quick", "--seeds", "1", "--out", tmp_path)
     assert result.returncode == 0, result.stderr
     begun = [line for line in result.stderr.splitlines() if ": resuming" in line or ": starting" in line]
-    assert begun == ["resnet20-seed0: resuming at step 2 of 4", "plain56-seed0: starting, 4 steps",
-                     "resnet56-seed0: starting, 4 steps", "plain20-seed0: starting, 4 steps"]
+    assert begun == ["resnet20-seed0: resuming at step 2 of 4", "resnet56-seed0: starting, 4 steps",
+                     "plain56-seed0: starting, 4 steps", "plain20-seed0: starting, 4 steps"]
 
 
 def test_the_deeper_net_is_compared_at_every_evaluation_of_the_second_half():
