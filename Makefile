@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.setup-done
 
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: setup data run test test-slow clean
+.PHONY: setup data run test test-slow notebook notebook-outputs clean
 
 setup: $(STAMP) data
 
@@ -33,11 +33,20 @@ run: setup
 	$(BIN)/resnetlab train
 
 test: setup
-	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff check src tests bench examples notebooks
 	$(BIN)/python -m pytest -q -m "not slow"
 
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow
+
+# The learner's walkthrough in JupyterLab (the notebook extra adds Jupyter to the set-up).
+notebook: setup
+	$(BIN)/python -m pip install -q -e '.[notebook]' $(TORCH_PINS)
+	$(BIN)/jupyter lab notebooks/resnet_from_scratch.ipynb
+
+# Regenerate the walkthrough's .ipynb, outputs included, from its source notebooks/resnet_from_scratch.py.
+notebook-outputs: setup
+	$(BIN)/python notebooks/build.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info
