@@ -132,14 +132,14 @@ def test_degradation_trains_the_fast_recipe_by_default_says_so_and_keeps_to_it(t
 def test_a_run_folder_of_another_schedule_is_not_reused(tmp_path):
     from dataclasses import replace
 
-    from resnetlab import reproduce as experiments
+    from resnetlab.reproduce import runs
 
-    settings = experiments.Settings(out=tmp_path, quick=True, recipe="paper-cifar")
-    cfg = experiments.run_config(settings, "resnet20", 0, 3)
-    experiments.train(experiments.Run("resnet20-seed0", cfg), tmp_path, quick=True)
+    settings = runs.Settings(out=tmp_path, quick=True, recipe="paper-cifar")
+    cfg = runs.run_config(settings, "resnet20", 0, 3)
+    runs.train(runs.Run("resnet20-seed0", cfg), tmp_path, quick=True)
     folder = tmp_path / "runs" / "resnet20-seed0"
     with pytest.raises(ValueError, match="holds a run of 4 steps .*use another --out"):
-        experiments._check_same_schedule(folder, replace(cfg, max_steps=8))
+        runs.check_same_schedule(folder, replace(cfg, max_steps=8))
 
 
 def test_an_unfinished_run_carried_to_another_machine_ends_as_if_never_stopped(tmp_path, capsys):
@@ -147,15 +147,15 @@ def test_an_unfinished_run_carried_to_another_machine_ends_as_if_never_stopped(t
     unfinished run (config.json, metrics.jsonl, last.pt): docs/run-logs keeps them."""
     import shutil
 
-    from resnetlab import reproduce as experiments
     from resnetlab.engine import fit
+    from resnetlab.reproduce import runs
 
-    settings = experiments.Settings(out=tmp_path, quick=True, recipe="fast")
-    run = experiments.Run("resnet20-seed0", experiments.run_config(settings, "resnet20", 0, 3))
-    whole = experiments.train(run, tmp_path / "whole", quick=True)
+    settings = runs.Settings(out=tmp_path, quick=True, recipe="fast")
+    run = runs.Run("resnet20-seed0", runs.run_config(settings, "resnet20", 0, 3))
+    whole = runs.train(run, tmp_path / "whole", quick=True)
 
-    here, cfg = experiments._placed(run, tmp_path / "here", quick=True)
-    fit(cfg, dataset=experiments._dataset(cfg, quick=True), progress=False, stop_after=2)  # the machine goes
+    here, cfg = runs.placed(run, tmp_path / "here", quick=True)
+    fit(cfg, dataset=runs.run_dataset(cfg, quick=True), progress=False, stop_after=2)  # the machine goes
     there = tmp_path / "there" / "runs" / run.name
     there.mkdir(parents=True)
     for name in ("config.json", "metrics.jsonl", "last.pt"):
@@ -164,7 +164,7 @@ def test_an_unfinished_run_carried_to_another_machine_ends_as_if_never_stopped(t
     first = json.loads((there / "metrics.jsonl").read_text().splitlines()[0])
 
     capsys.readouterr()
-    resumed = experiments.train(run, tmp_path / "there", quick=True)
+    resumed = runs.train(run, tmp_path / "there", quick=True)
     assert resumed[0] == first  # continued from step 2, not trained again from the start
     said = capsys.readouterr().err.splitlines()
     assert said[0] == "resnet20-seed0: resuming at step 2 of 4"
@@ -179,13 +179,13 @@ def test_an_unfinished_run_carried_to_another_machine_ends_as_if_never_stopped(t
 
 
 def test_interrupted_runs_go_on_before_new_ones_start(tmp_path):
-    from resnetlab import reproduce as experiments
     from resnetlab.engine import fit
+    from resnetlab.reproduce import runs
 
-    settings = experiments.Settings(out=tmp_path, quick=True, recipe=experiments.DEFAULT_RECIPE["degradation"])
-    run = experiments.Run("resnet20-seed0", experiments.run_config(settings, "resnet20", 0, 30))
-    _, cfg = experiments._placed(run, tmp_path, quick=True)
-    fit(cfg, dataset=experiments._dataset(cfg, quick=True), progress=False, stop_after=2)  # the machine goes
+    settings = runs.Settings(out=tmp_path, quick=True, recipe=runs.DEFAULT_RECIPE["degradation"])
+    run = runs.Run("resnet20-seed0", runs.run_config(settings, "resnet20", 0, 30))
+    _, cfg = runs.placed(run, tmp_path, quick=True)
+    fit(cfg, dataset=runs.run_dataset(cfg, quick=True), progress=False, stop_after=2)  # the machine goes
     result = reproduce("degradation", "--quick", "--seeds", "1", "--out", tmp_path)
     assert result.returncode == 0, result.stderr
     begun = [line for line in result.stderr.splitlines() if ": resuming" in line or ": starting" in line]
@@ -194,7 +194,7 @@ def test_interrupted_runs_go_on_before_new_ones_start(tmp_path):
 
 
 def test_the_deeper_net_is_compared_at_every_evaluation_of_the_second_half():
-    from resnetlab.reproduce import _second_half_gap
+    from resnetlab.reproduce.degradation import _second_half_gap
 
     def curve(*errors):
         return [{"step": 10 * (i + 1), "train_err": err} for i, err in enumerate(errors)]
