@@ -83,6 +83,35 @@ def test_degradation_depths_give_table_6_and_reuse_the_seeds_of_earlier_calls(tm
     assert "plain-56 above plain-20" in verdict[0] and "ResNet-56 below ResNet-20" in verdict[1]
     assert len(list((out / "runs").glob("*/metrics.jsonl"))) == 8 + 3
 
+    # Figure 7 from the same runs: each finished degradation run measured its layer responses.
+    assert len(list((out / "runs").glob("*/responses.json"))) == 8 + 3
+    kept = json.loads((out / "runs" / "resnet56-seed0" / "responses.json").read_text())
+    (out / "runs" / "resnet56-seed0" / "responses.json").unlink()  # a run finished before they were measured
+    docs = tmp_path / "results.md"
+    figure7 = reproduce("responses", "--quick", "--out", out, "--docs", docs)
+    assert figure7.returncode == 0, figure7.stderr
+    assert json.loads((out / "runs" / "resnet56-seed0" / "responses.json").read_text()) == kept  # from last.pt
+    section = (out / "responses.md").read_text()
+    assert table_rows(report) == rows  # degradation's report is left alone
+    figure_rows = table_rows(section)
+    assert list(figure_rows) == ["plain20", "plain56", "resnet20", "resnet56", "resnet110"]
+    assert [figure_rows[model][1] for model in figure_rows] == ["19", "55", "19", "55", "109"]
+    claims = [line for line in section.splitlines() if line.startswith("- ")]
+    assert len(claims) == 3 and all(re.match(r"- (yes|\*\*no\*\*): ", line) for line in claims)
+    assert "ResNet-20 responds less than plain-20" in claims[0] and "deeper ResNet" in claims[2]
+    assert (out / "responses.png").stat().st_size > 10_000
+    assert "<!-- reproduce:responses -->" in docs.read_text()
+    assert (tmp_path / "figures" / "reproduce-responses.png").is_file()
+
+
+def test_responses_without_finished_runs_says_what_is_missing(tmp_path):
+    result = reproduce("responses", "--quick", "--out", tmp_path)
+    assert result.returncode == 0, result.stderr
+    section = (tmp_path / "responses.md").read_text()
+    assert "No run has its responses yet." in section and "claims are not checked yet" in section
+    assert "Not measured (no finished run with its weights): plain20, plain56, resnet20, resnet56, resnet110" in section
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "report.md").exists()
+
 
 def test_report_only_reports_the_finished_runs_and_trains_nothing(tmp_path):
     out = tmp_path / "degradation"

@@ -241,18 +241,19 @@ def cmd_export(args) -> None:
 def cmd_reproduce(args) -> None:
     from pathlib import Path
 
-    from .reproduce import DEFAULT_RECIPE, Settings, reproduce
+    from .reproduce import DEFAULT_OUT, DEFAULT_RECIPE, Settings, report_path, reproduce
 
     if args.report_only and args.experiment != "degradation":
         raise UsageError("--report-only is for degradation, the experiment that runs over several sittings")
     if args.recipe and args.experiment not in DEFAULT_RECIPE:  # the experiments whose runs take a recipe
         raise UsageError(f"--recipe is for {' and '.join(DEFAULT_RECIPE)}; {args.experiment} has its own recipe")
-    out = Path(args.out or f"runs/reproduce-{args.experiment}{'-quick' if args.quick else ''}")
+    folder = DEFAULT_OUT.get(args.experiment, args.experiment)
+    out = Path(args.out or f"runs/reproduce-{folder}{'-quick' if args.quick else ''}")
     settings = Settings(out=out, data_dir=args.data_dir, device=args.device, epochs=args.epochs, seeds=args.seeds,
                         depths=args.depths, jobs=args.jobs, quick=args.quick, compile=args.compile,
                         report_only=args.report_only, recipe=args.recipe)
     print(reproduce(args.experiment, settings, docs=args.docs))
-    print(f"report: {out / 'report.md'}")
+    print(f"report: {report_path(args.experiment, out)}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -341,8 +342,9 @@ def _add_reproduce(commands) -> None:
     reproduce = commands.add_parser("reproduce", help="reproduce a finding of the paper (tables and figures)")
     reproduce.add_argument("experiment", choices=list(EXPERIMENTS))
     reproduce.add_argument("--out", metavar="DIR",
-                           help="folder for the runs and the report (default runs/reproduce-EXPERIMENT); "
-                                "finished runs in it are reused, an interrupted one resumes")
+                           help="folder for the runs and the report (default runs/reproduce-EXPERIMENT; responses "
+                                "reads the degradation runs, runs/reproduce-degradation); finished runs in it are "
+                                "reused, an interrupted one resumes")
     reproduce.add_argument("--data-dir", metavar="DIR", help="where the dataset is (cifar10: the python batches)")
     reproduce.add_argument("--device", default="auto", metavar="auto|cpu|cuda", help="default: cuda where available")
     reproduce.add_argument("--epochs", type=_positive_int, metavar="N",

@@ -37,7 +37,7 @@ def degradation(settings: Settings) -> str:
     # short ones fill in beside them, so a sitting ends with fewer deep runs half done. At one
     # depth the ResNet goes before its plain twin: Table 6's rows are the ResNets' alone.
     order = sorted(models, key=lambda model: (-_depth(model), model.startswith("plain")))
-    runs = [Run(f"{model}-seed{seed}", run_config(settings, model, seed, epochs))
+    runs = [Run(f"{model}-seed{seed}", run_config(settings, model, seed, epochs), responses=True)
             for seed in range(seeds) for model in order]
     if not settings.report_only:
         train_all(runs, settings)
