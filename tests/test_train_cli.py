@@ -2,6 +2,7 @@
 and resumed, then eval, predict and export on what they wrote."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -67,6 +68,80 @@ def test_sigkill_and_resume_give_bitwise_the_same_weights(tmp_path, finished_run
         return [{k: v for k, v in row.items() if k not in ("elapsed_s", "train_img_per_s")} for row in rows]
 
     assert science(out) == science(finished_run)
+
+
+def final_state(out):
+    checkpoint = torch.load(out / "last.pt", weights_only=True)
+    momenta = [buffers["momentum_buffer"] for buffers in checkpoint["optimizer"]["state"].values()]
+    return checkpoint["step"], checkpoint["model"], momenta
+
+
+# Stochastic depth draws from the RNG in every step: a resume that did not restore the RNG state
+# would end with other weights.
+STOCHASTIC = [*TRAIN, "--drop-path-rate", "0.2"]
+
+
+@pytest.fixture(scope="module")
+def stochastic_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "stochastic"
+    result = cli(*STOCHASTIC, "--out", out)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_sigint_and_sigterm_save_the_step_reached_and_resume_bitwise(tmp_path, stochastic_run, signum, code):
+    out = tmp_path / "stopped"
+    process = subprocess.Popen([sys.executable, "-m", "resnetlab", *STOCHASTIC, "--out", str(out)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while step_of(out / "last.pt") < 5 and time.time() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == code, stderr
+    stopped_at = step_of(out / "last.pt")
+    assert 5 <= stopped_at < 24
+    name = signal.Signals(signum).name
+    assert f"stopped by {name} at step {stopped_at} of 24; {out / 'last.pt'} holds that step." in stderr
+    command = stderr.strip().splitlines()[-1].strip()
+    assert command == f"resnetlab train --out {out} --resume"
+    result = cli(*command.split()[1:])  # the command it printed, as given
+    assert result.returncode == 0, result.stderr
+    step, weights, momenta = final_state(out)
+    whole_step, whole_weights, whole_momenta = final_state(stochastic_run)
+    assert step == whole_step == 24
+    assert all(torch.equal(weights[key], whole_weights[key]) for key in whole_weights)
+    assert all(torch.equal(a, b) for a, b in zip(momenta, whole_momenta))
+
+
+def test_a_second_writer_is_refused_and_writes_nothing(tmp_path):
+    from resnetlab.runfolder import RunFolder
+
+    out = tmp_path / "busy"
+    process = subprocess.Popen([sys.executable, "-m", "resnetlab", *TRAIN, "--max-steps", "2000", "--out", str(out)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 240
+        while step_of(out / "last.pt") < 4 and time.time() < deadline and process.poll() is None:
+            time.sleep(0.02)
+        config = (out / "config.json").stat().st_mtime_ns
+        for args in (["--resume"], []):  # a scheduler restarting the job, a user starting it again
+            second = cli(*TRAIN, "--max-steps", "2000", "--out", out, *args)
+            assert second.returncode == 1
+            assert second.stderr.strip() == (f"resnetlab train: error: --out {out} is being written by another "
+                                             f"process (PID {process.pid}); wait for it to end, or stop it, before "
+                                             "writing this run")
+        assert (out / "config.json").stat().st_mtime_ns == config  # the second writer wrote nothing
+        assert (out / ".lock").read_text() == f"{process.pid}\n"
+        assert cli("eval", "--checkpoint", out / "last.pt", "--json").returncode == 0  # readers are never blocked
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=120) == 130
+    folder = RunFolder(out)
+    folder.prepare(resume=True)  # its holder gone, the folder takes a writer again
+    assert (out / ".lock").read_text() == f"{os.getpid()}\n"
+    folder.release()
 
 
 def test_eval_reproduces_the_recorded_accuracy(finished_run):

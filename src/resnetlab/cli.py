@@ -403,8 +403,13 @@ def main(argv: list[str] | None = None) -> int:
 
     warnings.formatwarning = _one_line_warning
     keep_freed_memory()  # or every step page-faults its activations in afresh: see resnetlab/host.py
+    from .engine import Interrupted
+
     try:
         args.run(args)
+    except Interrupted as stop:
+        print(f"resnetlab {args.command}: {stop}", file=sys.stderr)
+        return stop.exit_code
     except UsageError as error:
         print(f"resnetlab {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -3,14 +3,19 @@
 The loop never waits for the device: losses and correct counts are summed in tensors and read
 every `log_every` steps; a non-finite loss or gradient is recorded (with its step) in a tensor
 and checked at those points and before every checkpoint, so no checkpoint ever holds weights
-that saw one. No argparse, no globals.
+that saw one. SIGINT (Ctrl-C) and SIGTERM (a scheduler's notice) stop the loop after the current
+step with a checkpoint at that step. No argparse, no globals.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import shlex
+import signal
+import threading
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +46,19 @@ from .zoo import create_model
 
 class TrainingDiverged(RuntimeError):
     """The loss or a gradient became NaN/inf."""
+
+
+class Interrupted(Exception):
+    """Training stopped on SIGINT or SIGTERM, after a checkpoint at the step it reached. The
+    message says where it stopped and the command that continues the run; `exit_code` is the
+    shell's 128 + signal number (130 for Ctrl-C, 143 for SIGTERM)."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message, exit_code)
+        self.exit_code = exit_code
+
+    def __str__(self) -> str:
+        return self.args[0]
 
 
 class ResumeWarning(UserWarning):
@@ -212,16 +230,57 @@ def fit(cfg: TrainConfig, *, resume: bool = False, dataset=None, progress: bool 
     stop_after: stop at this step after saving, as if killed; for tests of resume.
     """
     run = _start(cfg, resume, dataset, progress)
-    if run.state.step >= run.total_steps:  # a finished run, resumed: left as it is
-        run.bar.message(f"the run in {cfg.out} has finished ({run.state.step} steps); pass a larger --max-steps "
-                        "or --epochs to extend it")
-        return _result(run, run.state.step)
-    with room_for_many_networks():
-        return _train(run, stop_after)
+    try:
+        if run.state.step >= run.total_steps:  # a finished run, resumed: left as it is
+            run.bar.message(f"the run in {cfg.out} has finished ({run.state.step} steps); pass a larger "
+                            "--max-steps or --epochs to extend it")
+            return _result(run, run.state.step)
+        with room_for_many_networks(), _stop_requests() as stop:
+            return _train(run, stop_after, stop)
+    finally:
+        run.folder.release()
 
 
-def _train(run: _Run, stop_after: int | None) -> FitResult:
-    """The training loop, from the run's current step to its end (or `stop_after`)."""
+@contextmanager
+def _stop_requests():
+    """A list that SIGINT and SIGTERM append their number to, for the loop to stop at the end of
+    its current step. A second Ctrl-C interrupts at once (KeyboardInterrupt), as Ctrl-C usually
+    does; the checkpoint being written then is a temporary file, so last.pt stays whole. Under
+    torchrun the ranks must stop together, so dist's handlers stay in charge there."""
+    requested: list[int] = []
+    if dist.world_size() > 1 or threading.current_thread() is not threading.main_thread():
+        yield requested
+        return
+
+    def handler(signum, frame):
+        requested.append(signum)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield requested
+    finally:
+        for signum, action in previous.items():
+            signal.signal(signum, action)
+
+
+def _interrupted(run: _Run, signum: int) -> Interrupted:
+    """Save the step reached and say how to go on."""
+    run.save(LAST)
+    name = signal.Signals(signum).name
+    where = f"stopped by {name} at step {run.state.step:,} of {run.total_steps:,}"
+    if not run.folder.enabled:
+        return Interrupted(f"{where}; no run folder (--out), so nothing was saved", 128 + signum)
+    command = f"resnetlab train --out {shlex.quote(str(run.folder.path))} --resume"
+    if run.cfg.data_dir:
+        command += f" --data-dir {shlex.quote(str(run.cfg.data_dir))}"
+    return Interrupted(f"{where}; {run.folder.file(LAST)} holds that step. Continue the run with:\n  {command}",
+                       128 + signum)
+
+
+def _train(run: _Run, stop_after: int | None, stop: list[int]) -> FitResult:
+    """The training loop, from the run's current step to its end (or `stop_after`, or a signal
+    appended to `stop`)."""
     cfg, state, bar, first_step = run.cfg, run.state, run.bar, run.state.step
     run.clock_start = time.perf_counter() - state.elapsed
     interval_start, interval_images = time.perf_counter(), 0
@@ -250,6 +309,8 @@ def _train(run: _Run, stop_after: int | None) -> FitResult:
                 run.save(LAST)
             if last:
                 break
+            if stop:
+                raise _interrupted(run, stop[0])
             if stop_after is not None and step >= stop_after:  # as if killed after this checkpoint
                 run.save(LAST)
                 return _result(run, first_step)
@@ -267,6 +328,14 @@ def _start(cfg: TrainConfig, resume: bool, dataset, progress: bool) -> _Run:
     folder = RunFolder(cfg.out, enabled=dist.is_main())
     if dist.is_main():
         folder.prepare(resume)
+    try:
+        return _build(cfg, resume, dataset, progress, device, folder)
+    except BaseException:
+        folder.release()  # a run that cannot start leaves the folder to the next writer at once
+        raise
+
+
+def _build(cfg: TrainConfig, resume: bool, dataset, progress: bool, device, folder: RunFolder) -> _Run:
     dist.barrier()
     checkpoint, saved = None, None
     if resume:

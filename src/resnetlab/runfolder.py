@@ -1,16 +1,26 @@
 """The run folder (`--out`): metrics.jsonl, config.json, last.pt, best.pt, curves.png.
 
-Only the main process writes it. Metric rows are appended and fsynced one by one; everything
-else is replaced atomically (checkpoint.py), so a crash never leaves a half-written file.
+Only the main process writes it, and only one process at a time: a writer holds an exclusive
+flock on LOCK, which the kernel releases when the process ends, however it ends (a SIGKILLed
+writer leaves no stale lock). Metric rows are appended and fsynced one by one; everything else is
+replaced atomically (checkpoint.py), so a crash never leaves a half-written file. Readers (eval,
+predict, a reproduction's report) never take the lock.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from pathlib import Path
 
 from .checkpoint import LAST, PREVIOUS, atomic_write_text, has_resume_point, remove_stale_temporaries
+
+LOCK = ".lock"  # holds the writer's PID while its flock is held
+
+
+class RunFolderBusy(ValueError):
+    """Another process is writing the run folder."""
 
 
 class RunFolder:
@@ -18,6 +28,7 @@ class RunFolder:
         self.path = Path(path) if path is not None else None
         self.enabled = enabled and self.path is not None
         self.tensorboard = None
+        self._lock = None  # the open LOCK file while this process writes the folder
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -29,10 +40,12 @@ class RunFolder:
             return
         if self.path.exists() and not self.path.is_dir():
             raise ValueError(f"--out {self.path} exists and is not a folder")
+        if self.file(LOCK).is_file():  # a writer there may be alive: ask before reading anything
+            self.lock()
         if resume:
             self.require_resume_point()
             remove_stale_temporaries(self.path)
-        elif self.path.exists() and any(self.path.iterdir()):
+        elif self.path.exists() and any(entry.name != LOCK for entry in self.path.iterdir()):
             raise ValueError(f"--out {self.path} already holds a run; pass --resume to continue it, "
                              "or choose another folder")
         try:
@@ -45,6 +58,33 @@ class RunFolder:
             probe.unlink()
         except OSError as error:
             raise ValueError(f"--out {self.path} is not writable: {error.strerror}") from None
+        self.lock()
+
+    def lock(self) -> None:
+        """Become the folder's one writer, or raise RunFolderBusy naming the process that is."""
+        if self._lock is not None:
+            return
+        file = open(self.file(LOCK), "a+")
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            file.seek(0)
+            holder = file.read().strip() or "unknown"
+            file.close()
+            raise RunFolderBusy(f"--out {self.path} is being written by another process (PID {holder}); "
+                                "wait for it to end, or stop it, before writing this run") from None
+        file.seek(0)
+        file.truncate()
+        file.write(f"{os.getpid()}\n")
+        file.flush()
+        self._lock = file
+
+    def release(self) -> None:
+        """Stop being the folder's writer (the kernel does the same when the process ends)."""
+        if self._lock is not None:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            self._lock.close()
+            self._lock = None
 
     def require_resume_point(self) -> None:
         if not has_resume_point(self.path):
