@@ -33,7 +33,7 @@ run: setup
 	$(BIN)/resnetlab train
 
 test: setup
-	$(BIN)/ruff check src tests bench examples notebooks
+	$(BIN)/ruff check src tests bench examples notebooks hubconf.py
 	$(BIN)/python -m pytest -q -m "not slow"
 
 test-slow: setup
