@@ -184,6 +184,31 @@ def test_predict_on_image_files(tmp_path, finished_run):
     assert missing.returncode == 1 and "image not found" in missing.stderr
 
 
+def test_predict_on_a_folder_skips_a_bad_file(tmp_path, finished_run):
+    from PIL import Image
+
+    test = load_dataset("fashion-mnist", download=False).test
+    folder = tmp_path / "photos"
+    (folder / "shelf").mkdir(parents=True)
+    names = ["a.png", "shelf/b.jpg", "shelf/c.png"]
+    for i, name in enumerate(names):
+        Image.fromarray(test.images[i, 0].numpy()).save(folder / name)
+    (folder / "shelf" / "broken.png").write_bytes(b"\x89PNG not really")
+    (folder / "notes.txt").write_text("not an image: not looked at")
+    result = cli("predict", "--checkpoint", finished_run / "best.pt", folder, "--json")
+    assert result.returncode == 0, result.stderr
+    records = json.loads(result.stdout)
+    assert [record["image"] for record in records] == [str(folder / name) for name in
+                                                        ["a.png", "shelf/b.jpg", "shelf/broken.png", "shelf/c.png"]]
+    assert "error" in records[2] and all("top" in records[i] for i in (0, 1, 3))
+    assert result.stderr.strip().splitlines() == [f"resnetlab predict: skipped {folder / 'shelf/broken.png'}: "
+                                                  f"{records[2]['error']}"]
+    text = cli("predict", "--checkpoint", finished_run / "best.pt", folder / "shelf")
+    assert text.returncode == 0 and len(text.stdout.splitlines()) == 2
+    only_bad = cli("predict", "--checkpoint", finished_run / "best.pt", folder / "shelf" / "broken.png")
+    assert only_bad.returncode == 1 and "no image could be read" in only_bad.stderr
+
+
 @pytest.mark.parametrize("fmt, name", [("safetensors", "model.safetensors"), ("torchvision", "tv.pth"),
                                        ("timm", "timm.safetensors"), ("onnx", "model.onnx"),
                                        ("openvino", "model.xml")])

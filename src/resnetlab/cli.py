@@ -223,12 +223,16 @@ def cmd_predict(args) -> None:
 
     predictions = predict_files(args.checkpoint, args.images, top_k=args.top_k, device=args.device,
                                 precision=args.precision, data_dir=args.data_dir)
+    for item in predictions:  # a file that cannot be read is said on stderr and skipped
+        if "error" in item:
+            print(f"resnetlab predict: skipped {item['image']}: {item['error']}", file=sys.stderr)
     if args.json:
         print(json.dumps(predictions, indent=2))
         return
     for item in predictions:
-        best = ", ".join(f"{p['class']} {100 * p['probability']:.1f}%" for p in item["top"])
-        print(f"{item['image']}: {best}")
+        if "top" in item:
+            best = ", ".join(f"{p['class']} {100 * p['probability']:.1f}%" for p in item["top"])
+            print(f"{item['image']}: {best}")
 
 
 def cmd_export(args) -> None:
@@ -323,16 +327,18 @@ def _add_eval(commands) -> None:
 
 
 def _add_predict(commands) -> None:
-    predict = commands.add_parser("predict", help="classify image files with a checkpoint")
+    predict = commands.add_parser("predict", help="classify image files (or every image in folders) with a checkpoint")
     predict.add_argument("--checkpoint", required=True, metavar="FILE")
-    predict.add_argument("images", nargs="+", metavar="IMAGE")
+    predict.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER",
+                         help="image files, and folders searched recursively for images")
     predict.add_argument("--top-k", type=_positive_int, default=3, metavar="K")
     predict.add_argument("--device", default="auto", metavar="auto|cpu|cuda", help="default: cuda where available")
     predict.add_argument("--precision", choices=["fp32", "bf16", "int8"], default="fp32",
                          help="fp32: the training logits; bf16: faster where the machine has native bf16; "
                               "int8: OpenVINO, calibrated on the run's training images")
     predict.add_argument("--data-dir", metavar="DIR", help="int8: where the run's training data is")
-    predict.add_argument("--json", action="store_true")
+    predict.add_argument("--json", action="store_true",
+                         help="one JSON record per image: its top classes, or the error that skipped it")
     predict.set_defaults(run=cmd_predict)
 
 

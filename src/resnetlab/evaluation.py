@@ -100,35 +100,51 @@ def evaluate_multi_scale(model, dataset, normalize, *, device, scales=None) -> E
     return scores.result()
 
 
-def _image_batch(files, meta) -> torch.Tensor:
+def _load_image(file, meta) -> torch.Tensor:
+    """One image file as the network takes it: resized and centre-cropped to the training size."""
     from torchvision.transforms import functional as TF
 
     from .data.folder import load_rgb
 
     channels, height, width = meta["image_size"]
-    images = []
-    for file in files:
-        image = load_rgb(str(file))
-        if channels == 1:
-            image = image.convert("L")
-        image = TF.resize(image, min(height, width))
-        image = TF.center_crop(image, [height, width])
-        images.append(TF.pil_to_tensor(image))
-    return torch.stack(images)
+    image = load_rgb(str(file))
+    if channels == 1:
+        image = image.convert("L")
+    image = TF.resize(image, min(height, width))
+    image = TF.center_crop(image, [height, width])
+    return TF.pil_to_tensor(image)
+
+
+def image_files(paths) -> list[Path]:
+    """The files to classify: each path that is a file, and every image file under each folder
+    (recursively, by name order), as torchvision's image folders recognise them by suffix."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    files = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files += sorted(f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in IMG_EXTENSIONS)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"image not found: {path}")
+    if not files:
+        raise ValueError(f"no image files ({', '.join(IMG_EXTENSIONS)}) in {', '.join(map(str, paths))}")
+    return files
 
 
 @torch.no_grad()
-def predict_files(path, files, *, top_k: int = 3, device: str = "auto", precision: str = "fp32",
-                  data_dir=None) -> list[dict]:
-    """Top-k classes of each image file, resized and cropped to the training image size, by
-    the checkpoint's network optimized for inference (BN folded, channels_last, `precision`;
-    int8 calibrates on the run's training data, found as training found it or in data_dir)."""
+def predict_files(path, paths, *, top_k: int = 3, device: str = "auto", precision: str = "fp32",
+                  data_dir=None, batch_size: int = 64) -> list[dict]:
+    """Top-k classes of each image file (folders are searched recursively), resized and cropped to
+    the training image size, by the checkpoint's network optimized for inference (BN folded,
+    channels_last, `precision`; int8 calibrates on the run's training data, found as training
+    found it or in data_dir). One record per file, in order; a file that cannot be decoded gets
+    an "error" instead of "top", and the others are still classified."""
     from .inference import optimize_for_inference
 
     device = resolve_device(device)
-    for file in files:
-        if not Path(file).is_file():
-            raise FileNotFoundError(f"image not found: {file}")
+    files = image_files(paths)
     model, meta = load_model(path, device)
     normalize = Normalize.from_state_dict(meta["normalize"])
     if precision == "int8":  # calibrated on the run's own training images, where they are
@@ -137,15 +153,26 @@ def predict_files(path, files, *, top_k: int = 3, device: str = "auto", precisio
         model = optimized(model, precision, dataset, normalize)
     else:
         model = optimize_for_inference(model, dtype=precision)
-    images = normalize(_image_batch(files, meta).to(device))
-    probabilities = model(images).softmax(1)
-    top = probabilities.topk(min(top_k, probabilities.shape[1]), dim=1)
-    classes = meta["classes"]
-    return [
-        {"image": str(file), "top": [{"class": classes[i], "index": int(i), "probability": float(p)}
-                                     for p, i in zip(values.tolist(), indices.tolist())]}
-        for file, values, indices in zip(files, top.values, top.indices)
-    ]
+    records = []
+    for chunk in range(0, len(files), batch_size):
+        loaded = []
+        for file in files[chunk:chunk + batch_size]:
+            try:
+                loaded.append((file, _load_image(file, meta)))
+            except (ValueError, OSError) as error:
+                records.append({"image": str(file), "error": str(error)})
+        if loaded:
+            probabilities = model(normalize(torch.stack([image for _, image in loaded]).to(device))).softmax(1)
+            top = probabilities.topk(min(top_k, probabilities.shape[1]), dim=1)
+            records += [{"image": str(file), "top": [{"class": meta["classes"][i], "index": int(i), "probability": p}
+                                                     for p, i in zip(values.tolist(), indices.tolist())]}
+                        for (file, _), values, indices in zip(loaded, top.values, top.indices)]
+    order = {str(file): index for index, file in enumerate(files)}
+    records.sort(key=lambda record: order[record["image"]])
+    if not any("top" in record for record in records):
+        raise ValueError(f"no image could be read: {records[0]['error']}"
+                         + (f" (and {len(records) - 1} more)" if len(records) > 1 else ""))
+    return records
 
 
 EXPORT_FORMATS = ("onnx", "openvino", "safetensors", "torchvision", "timm")
