@@ -209,6 +209,57 @@ def test_predict_on_a_folder_skips_a_bad_file(tmp_path, finished_run):
     assert only_bad.returncode == 1 and "no image could be read" in only_bad.stderr
 
 
+def test_export_hub_shares_a_model_that_loads_back_three_ways(tmp_path, finished_run):
+    import os
+
+    import resnetlab
+    from resnetlab.checkpoint import load_model
+
+    shared = tmp_path / "resnet20-fmnist"
+    result = cli("export", "--checkpoint", finished_run / "last.pt", "--format", "hub", "--out", shared)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in shared.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    model, meta = load_model(finished_run / "last.pt")
+    final = json.loads((finished_run / "metrics.jsonl").read_text().splitlines()[-1])
+    config = json.loads((shared / "config.json").read_text())
+    assert config["architecture"] == "resnet20" and config["classes"] == meta["classes"]
+    assert config["trained"]["test_acc1"] == final["test_acc1"]
+    card = (shared / "README.md").read_text()
+    assert f"test top-1 accuracy **{final['test_acc1']:.2f}%**" in card and "arxiv.org/abs/1512.03385" in card
+    assert ("resnetlab train --model resnet20 --data fashion-mnist --recipe fast --seed 0 --batch-size 64 --lr 0.2 "
+            "--max-steps 24") in card
+    x = torch.randn(3, 1, 28, 28)
+    with torch.no_grad():
+        expected = model(x)
+        again = resnetlab.create_model("resnet20", num_classes=10, in_chans=1, pretrained=shared).eval()
+        assert torch.equal(again(x), expected)
+    # --pretrained DIR fine-tunes with the shared model's own normalisation
+    tuned = cli("train", "--pretrained", shared, "--max-steps", "2", "--batch-size", "16", "--eval-batch-size", "2000",
+                "--quiet", "--out", tmp_path / "tuned")
+    assert tuned.returncode == 0, tuned.stderr
+    tuned_meta = torch.load(tmp_path / "tuned" / "last.pt", weights_only=True)["meta"]
+    assert torch.equal(tuned_meta["normalize"]["mean"], meta["normalize"]["mean"])
+    # hf-hub:ORG/NAME once uploaded: a Hugging Face cache filled by the test, read offline
+    snapshot = tmp_path / "hub" / "models--someone--resnet20-fmnist" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    for name in ("model.safetensors", "config.json", "README.md"):
+        (snapshot / name).write_bytes((shared / name).read_bytes())
+    (tmp_path / "hub" / "models--someone--resnet20-fmnist" / "refs").mkdir()
+    (tmp_path / "hub" / "models--someone--resnet20-fmnist" / "refs" / "main").write_text("0" * 40)
+    torch.save(x, tmp_path / "x.pt")
+    torch.save(expected, tmp_path / "expected.pt")
+    script = ("import sys, torch, resnetlab\n"
+              "m = resnetlab.create_model('resnet20', num_classes=10, in_chans=1, "
+              "pretrained='hf-hub:someone/resnet20-fmnist').eval()\n"
+              "x, y = torch.load(sys.argv[1]), torch.load(sys.argv[2])\n"
+              "with torch.no_grad():\n"
+              "    print(torch.equal(m(x), y))\n")
+    env = dict(os.environ, HF_HUB_CACHE=str(tmp_path / "hub"), HF_HUB_OFFLINE="1")
+    hub = subprocess.run([sys.executable, "-c", script, str(tmp_path / "x.pt"), str(tmp_path / "expected.pt")],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert hub.returncode == 0 and hub.stdout.strip() == "True", hub.stderr
+
+
 @pytest.mark.parametrize("fmt, name", [("safetensors", "model.safetensors"), ("torchvision", "tv.pth"),
                                        ("timm", "timm.safetensors"), ("onnx", "model.onnx"),
                                        ("openvino", "model.xml")])

@@ -175,13 +175,13 @@ def predict_files(path, paths, *, top_k: int = 3, device: str = "auto", precisio
     return records
 
 
-EXPORT_FORMATS = ("onnx", "openvino", "safetensors", "torchvision", "timm")
+EXPORT_FORMATS = ("onnx", "openvino", "safetensors", "torchvision", "timm", "hub")
 
 
 def export_checkpoint(path, fmt: str, out) -> Path:
     """Write the checkpoint's model as safetensors (resnetlab layout), torchvision/timm weights
-    (.pth, or .safetensors by suffix), ONNX (checked against torch with ONNX Runtime) or
-    OpenVINO IR (checked with OpenVINO)."""
+    (.pth, or .safetensors by suffix), ONNX (checked against torch with ONNX Runtime),
+    OpenVINO IR (checked with OpenVINO) or a folder to share (hub: see export_hub)."""
     from .weights import export_state_dict
 
     if fmt not in EXPORT_FORMATS:
@@ -189,6 +189,8 @@ def export_checkpoint(path, fmt: str, out) -> Path:
     model, meta = load_model(path)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "hub":
+        return export_hub(model, meta, Path(path), out)
     if fmt == "onnx":
         from .inference import export_onnx
 
@@ -209,3 +211,75 @@ def export_checkpoint(path, fmt: str, out) -> Path:
     else:
         torch.save(state, out)
     return out
+
+
+def export_hub(model, meta: dict, checkpoint: Path, out: Path) -> Path:
+    """A folder to share the model as the Hugging Face hub shares models: model.safetensors
+    (resnetlab layout), config.json (the network, classes, normalisation and image size, what
+    `--pretrained DIR` reads back) and README.md, a model card with the run's data, recipe,
+    metrics and command. `create_model(pretrained=DIR)`, `--pretrained DIR` and, once uploaded,
+    `hf-hub:ORG/NAME` load it."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from .checkpoint import versions
+    from .runfolder import RunFolder
+    from .weights import HF_FILENAME, HUB_CONFIG, export_state_dict
+
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.contiguous() for k, v in export_state_dict(model, "resnetlab").items()}
+    save_file(state, str(out / HF_FILENAME), metadata={"model": meta["model"], "layout": "resnetlab"})
+    cfg = TrainConfig.from_dict(meta["config"])
+    rows = RunFolder(checkpoint.parent).read_metrics()
+    final = next((row for row in reversed(rows) if row["step"] == meta["step"]), rows[-1] if rows else None)
+    config = {"library": "resnetlab", "architecture": meta["model"], "model_overrides": meta.get("overrides", {}),
+              "num_classes": meta["num_classes"], "in_chans": meta["in_chans"], "image_size": meta["image_size"],
+              "classes": meta["classes"],
+              "normalize": {key: value.tolist() for key, value in meta["normalize"].items()},
+              "trained": {"data": cfg.data, "recipe": cfg.recipe, "steps": meta["step"],
+                          "test_acc1": final["test_acc1"] if final else None,
+                          "test_acc5": final["test_acc5"] if final else None},
+              "versions": versions()}
+    (out / HUB_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+    (out / "README.md").write_text(_model_card(meta, cfg, final, out))
+    return out
+
+
+def _model_card(meta: dict, cfg: TrainConfig, final: dict | None, out: Path) -> str:
+    overrides = "".join(f", {key}={value!r}" for key, value in meta.get("overrides", {}).items())
+    command = (f"resnetlab train --model {cfg.model} --data {cfg.data} --recipe {cfg.recipe} --seed {cfg.seed} "
+               f"--batch-size {cfg.batch_size} --lr {cfg.lr} "
+               + (f"--max-steps {meta['config']['max_steps']}" if meta["config"].get("max_steps") else
+                  f"--epochs {cfg.epochs}"))
+    metrics = (f"test top-1 accuracy **{final['test_acc1']:.2f}%**, top-5 {final['test_acc5']:.2f}% "
+               f"(step {final['step']:,}, epoch {final['epoch']}), from the run's metrics.jsonl"
+               if final else "no metrics were found beside the checkpoint")
+    return f"""---
+library_name: resnetlab
+tags: [image-classification, resnet]
+---
+
+# {meta['model']} trained on {cfg.data}
+
+- **Architecture:** `{meta['model']}` from resnetlab, as in He et al. 2015, "Deep Residual Learning for Image
+  Recognition" (https://arxiv.org/abs/1512.03385); {meta['num_classes']} classes, {meta['in_chans']} input
+  channel(s), images of {meta['image_size'][1]}x{meta['image_size'][2]}.
+- **Data:** {cfg.data}; classes: {', '.join(meta['classes'])}.
+- **Recipe:** `{cfg.recipe}`: batch {cfg.batch_size}, lr {cfg.lr}, weight decay {cfg.weight_decay},
+  {meta['step']:,} steps.
+- **Metrics:** {metrics}.
+- **Made by:** `{command}`
+
+## Use
+
+```python
+import resnetlab
+model = resnetlab.create_model("{meta['model']}", num_classes={meta['num_classes']},
+                               in_chans={meta['in_chans']}{overrides},
+                               pretrained="{out.name}")   # this folder, or "hf-hub:ORG/NAME" once uploaded
+```
+
+Normalise inputs with config.json's `normalize` (x / 255 - mean) / std; `resnetlab train --pretrained
+{out.name}` fine-tunes from it with that normalisation.
+"""

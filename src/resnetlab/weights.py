@@ -93,6 +93,11 @@ def export_state_dict(model: nn.Module, layout: str = "torchvision") -> dict[str
 def read_weights_file(path: str | Path) -> dict:
     """Read a .pt/.pth/.bin/.ckpt (tensors only, never pickled code) or .safetensors file."""
     path = Path(path)
+    if path.is_dir():  # a shared model's folder (`resnetlab export --format hub`)
+        if not (path / HF_FILENAME).is_file():
+            raise FileNotFoundError(f"{path} is a folder without {HF_FILENAME}; expected a weights file or a "
+                                    "folder written by `resnetlab export --format hub`")
+        path = path / HF_FILENAME
     if path.suffix not in WEIGHT_SUFFIXES:
         raise ValueError(f"expected a weights file ending in {', '.join(WEIGHT_SUFFIXES)}, got {path}")
     if not path.is_file():
@@ -235,12 +240,33 @@ def read_source(source) -> tuple[object, dict]:
     """`source` read once for load_pretrained (a weights file becomes its contents), and the
     metadata of a resnetlab checkpoint (image size, normalisation, classes); {} for others,
     whose weights (official, hub) were trained on ImageNet."""
+    if isinstance(source, (str, Path)) and Path(source).is_dir():
+        return read_weights_file(source), hub_meta(Path(source))
     if isinstance(source, (str, Path)) and str(source) not in OFFICIAL_WEIGHTS \
             and not str(source).startswith(HF_HUB_PREFIX):
         loaded = read_weights_file(source)
         meta = loaded.get("meta") if isinstance(loaded, dict) else None
         return loaded, meta if isinstance(meta, dict) else {}
     return source, {}
+
+
+HUB_CONFIG = "config.json"  # beside model.safetensors in a shared model's folder
+
+
+def hub_meta(folder: Path) -> dict:
+    """What a shared model's config.json tells a fine-tuning run, as a checkpoint's meta would:
+    its normalisation, image size and classes ({} without the file)."""
+    import json
+
+    path = folder / HUB_CONFIG
+    if not path.is_file():
+        return {}
+    try:
+        config = json.loads(path.read_text())
+        normalize = {key: torch.tensor(config["normalize"][key], dtype=torch.float32) for key in ("mean", "std")}
+        return {"normalize": normalize, "image_size": list(config["image_size"]), "classes": list(config["classes"])}
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{path} is not a resnetlab model config ({error!r})") from None
 
 
 # --- Loading into a model ---------------------------------------------------------------------
