@@ -26,13 +26,18 @@ def cli(*args, timeout=300):
                           timeout=timeout)
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "whole"
-    result = cli(*TRAIN, "--out", out)
+def trained(tmp_path_factory, name, args):
+    """A run trained to its end by the real command."""
+    out = tmp_path_factory.mktemp("runs") / name
+    result = cli(*args, "--out", out)
     assert result.returncode == 0, result.stderr
     assert "test accuracy" in result.stdout
     return out
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    return trained(tmp_path_factory, "whole", TRAIN)
 
 
 def step_of(path):
@@ -83,10 +88,7 @@ STOCHASTIC = [*TRAIN, "--drop-path-rate", "0.2"]
 
 @pytest.fixture(scope="module")
 def stochastic_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "stochastic"
-    result = cli(*STOCHASTIC, "--out", out)
-    assert result.returncode == 0, result.stderr
-    return out
+    return trained(tmp_path_factory, "stochastic", STOCHASTIC)
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])

@@ -155,20 +155,19 @@ def predict_files(path, paths, *, top_k: int = 3, device: str = "auto", precisio
         model = optimize_for_inference(model, dtype=precision)
     records = []
     for chunk in range(0, len(files), batch_size):
-        loaded = []
+        batch = []  # (its record, the image) for each file of the chunk that decodes
         for file in files[chunk:chunk + batch_size]:
+            records.append({"image": str(file)})
             try:
-                loaded.append((file, _load_image(file, meta)))
+                batch.append((records[-1], _load_image(file, meta)))
             except (ValueError, OSError) as error:
-                records.append({"image": str(file), "error": str(error)})
-        if loaded:
-            probabilities = model(normalize(torch.stack([image for _, image in loaded]).to(device))).softmax(1)
+                records[-1]["error"] = str(error)
+        if batch:
+            probabilities = model(normalize(torch.stack([image for _, image in batch]).to(device))).softmax(1)
             top = probabilities.topk(min(top_k, probabilities.shape[1]), dim=1)
-            records += [{"image": str(file), "top": [{"class": meta["classes"][i], "index": int(i), "probability": p}
-                                                     for p, i in zip(values.tolist(), indices.tolist())]}
-                        for (file, _), values, indices in zip(loaded, top.values, top.indices)]
-    order = {str(file): index for index, file in enumerate(files)}
-    records.sort(key=lambda record: order[record["image"]])
+            for (record, _), values, indices in zip(batch, top.values, top.indices):
+                record["top"] = [{"class": meta["classes"][i], "index": int(i), "probability": p}
+                                 for p, i in zip(values.tolist(), indices.tolist())]
     if not any("top" in record for record in records):
         raise ValueError(f"no image could be read: {records[0]['error']}"
                          + (f" (and {len(records) - 1} more)" if len(records) > 1 else ""))

@@ -240,10 +240,10 @@ def read_source(source) -> tuple[object, dict]:
     """`source` read once for load_pretrained (a weights file becomes its contents), and the
     metadata of a resnetlab checkpoint (image size, normalisation, classes); {} for others,
     whose weights (official, hub) were trained on ImageNet."""
-    if isinstance(source, (str, Path)) and Path(source).is_dir():
-        return read_weights_file(source), hub_meta(Path(source))
     if isinstance(source, (str, Path)) and str(source) not in OFFICIAL_WEIGHTS \
             and not str(source).startswith(HF_HUB_PREFIX):
+        if Path(source).is_dir():  # a shared model's folder: its config.json is the metadata
+            return read_weights_file(source), hub_meta(Path(source))
         loaded = read_weights_file(source)
         meta = loaded.get("meta") if isinstance(loaded, dict) else None
         return loaded, meta if isinstance(meta, dict) else {}

@@ -110,12 +110,9 @@ def write_responses(folder: Path, cfg, quick: bool) -> dict:
     return result
 
 
-def read_responses(run: Run, root: Path, quick: bool) -> dict | None:
+def finished_responses(folder: Path, cfg, quick: bool) -> dict | None:
     """A finished run's responses: its RESPONSES, measured now if the run lacks it and still has
-    its checkpoint; None for a run not finished, or finished with its weights gone."""
-    folder, cfg = placed(run, root, quick)
-    if not is_finished(folder, cfg):
-        return None
+    its checkpoint; None for a run whose weights are gone."""
     if (folder / RESPONSES).is_file():
         return json.loads((folder / RESPONSES).read_text())
     if (folder / LAST).is_file():
@@ -136,8 +133,9 @@ def responses(settings: Settings) -> str:
     found, missing = {}, []
     for model in FIGURE7:
         for seed in range(settings.seeds or 1):
-            result = read_responses(Run(f"{model}-seed{seed}", run_config(settings, model, seed, epochs)),
-                                    settings.out, settings.quick)
+            folder, cfg = placed(Run(f"{model}-seed{seed}", run_config(settings, model, seed, epochs)), settings.out,
+                                 settings.quick)
+            result = finished_responses(folder, cfg, settings.quick) if is_finished(folder, cfg) else None
             if result is not None:
                 found[model] = result
                 break

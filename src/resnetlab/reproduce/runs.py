@@ -104,7 +104,7 @@ def train(run: Run, root: Path, quick: bool, threads: int | None = None) -> list
     resume = has_resume_point(folder)
     start = check_same_schedule(folder, cfg) if resume else 0
     if is_finished(folder, cfg):
-        _responses(run, root, quick)
+        _responses(run, folder, cfg, quick)
         return RunFolder(folder).read_metrics()
     # A reproduction trains for hours, several runs at once: one line as each run starts and
     # ends says where it stands (the trainer's own progress line would interleave).
@@ -113,17 +113,17 @@ def train(run: Run, root: Path, quick: bool, threads: int | None = None) -> list
     rows = fit(cfg, resume=resume, dataset=run_dataset(cfg, quick), progress=False).metrics
     say(f"{run.name}: finished, training error {rows[-1]['train_err']:.2f}%, test error {rows[-1]['test_err']:.2f}% "
          f"({rows[-1]['elapsed_s'] / 3600:.1f} h by its clock)")
-    _responses(run, root, quick)
+    _responses(run, folder, cfg, quick)
     return rows
 
 
-def _responses(run: Run, root: Path, quick: bool) -> None:
+def _responses(run: Run, folder: Path, cfg: TrainConfig, quick: bool) -> None:
     """A finished run's layer responses (responses.json), where the experiment asks for them and
     the run does not have them yet: its final weights are measured once, then only read."""
     if run.responses:
-        from .responses import read_responses
+        from .responses import finished_responses
 
-        read_responses(run, root, quick)
+        finished_responses(folder, cfg, quick)
 
 
 def placed(run: Run, root: Path, quick: bool) -> tuple[Path, TrainConfig]:
