@@ -4,9 +4,12 @@ after the first quarter of the run (a collapse mid-run shows here).
 
 Usage: python bench/time_to_accuracy.py [RUN_FOLDER ...] [-- TRAIN FLAGS]
 With no run folder, runs the main job first (`resnetlab train --out runs/time-to-accuracy-TIME`,
-about 10 minutes on 2 cores) and reports it together with the wall time of the whole process.
+5-15 minutes on 2 cores) and reports it together with the wall time of the whole process.
 The times are the run's own clock at each evaluation (metrics.jsonl `elapsed_s`: set-up,
 training, evaluation and checkpoints included; process start-up and imports not).
+
+Several folders (runs made on the same machine, e.g. two recipes): a second table gives how many
+times faster each run reached each accuracy than the first folder's run.
 """
 
 from __future__ import annotations
@@ -22,11 +25,31 @@ from common import markdown
 TARGETS = (93.0, 94.0, 95.0)
 
 
+def reached(rows: list[dict], target: float) -> dict | None:
+    """The first evaluation at `target` or above."""
+    return next((row for row in rows if row["test_acc1"] >= target), None)
+
+
 def first_reaching(rows: list[dict], target: float) -> str:
-    for row in rows:
-        if row["test_acc1"] >= target:
-            return f"{row['elapsed_s']:.0f} s (epoch {row['epoch']})"
-    return "not reached"
+    row = reached(rows, target)
+    return f"{row['elapsed_s']:.0f} s (epoch {row['epoch']})" if row else "not reached"
+
+
+def metrics(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
+def speedups(folders: list[Path]) -> list:
+    """Per run and target: the first run's time over this run's time ("-" where either missed it)."""
+    first = metrics(folders[0])
+    table = []
+    for folder in folders[1:]:
+        rows, cells = metrics(folder), []
+        for target in TARGETS:
+            base, this = reached(first, target), reached(rows, target)
+            cells.append(f"{base['elapsed_s'] / this['elapsed_s']:.2f}x" if base and this else "-")
+        table.append([str(folder), *cells])
+    return table
 
 
 def largest_drop(rows: list[dict]) -> float:
@@ -41,10 +64,12 @@ def largest_drop(rows: list[dict]) -> float:
 
 
 def report(folder: Path, wall_s: float | None = None) -> list:
-    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    rows = metrics(folder)
     config = json.loads((folder / "config.json").read_text())
     resolved = config["resolved"]
-    setting = (f"{config['model']}, {config['recipe']}, {resolved['precision']}"
+    sizes = "".join(f", {size}px to {until:.0%}" for size, until in
+                    zip(config.get("train_sizes", ()), config.get("train_size_until", ())))
+    setting = (f"{config['model']}, {config['recipe']}, {config['epochs']} epochs{sizes}, {resolved['precision']}"
                f"{', channels_last' if resolved['channels_last'] else ''}"
                f"{', compiled' if resolved.get('compile') else ''}, {config['device']}")
     final = rows[-1]
@@ -66,6 +91,9 @@ def main() -> None:
     results += [report(folder) for folder in folders]
     print(markdown(["run", "setting", *(f"to {t:.0f}%" for t in TARGETS), "final", "largest drop (points)",
                     "whole process"], results))
+    if len(folders) > 1:
+        print(f"\ntimes faster than {folders[0]}:\n")
+        print(markdown(["run", *(f"to {t:.0f}%" for t in TARGETS)], speedups(folders)))
 
 
 if __name__ == "__main__":

@@ -70,6 +70,8 @@ def test_onecycle_warms_up_then_decays_to_zero():
     ({"precision": "fp8"}, "precision must be one of"),
     ({"schedule": "linear"}, "schedule must be one of"),
     ({"momentum": 1.0}, r"momentum must be in \[0, 1\)"),
+    ({"train_sizes": (16, 20), "train_size_until": (0.5,)}, "one --train-size-until fraction per --train-sizes"),
+    ({"train_sizes": (16, 20), "train_size_until": (0.6, 0.3)}, "increasing fractions"),
 ])
 def test_absurd_settings_are_named(setting, message):
     with pytest.raises(ValueError, match=message):
@@ -179,6 +181,45 @@ def test_compiled_training_follows_the_eager_run(tmp_path, fashion_subset):
     for name, eager in runs[False].items():
         if eager.is_floating_point():
             assert (runs[True][name] - eager).abs().max() <= 1e-9 * eager.abs().max() + 1e-12, name
+
+
+def test_progressive_resizing_trains_on_smaller_images_first_and_compiles_each_size_once(
+        tmp_path, fashion_subset, monkeypatch):
+    """--train-sizes 16,20 --train-size-until 0.25,0.5: the network sees 16x16 images for the first
+    quarter of the steps, 20x20 for the second, then 28x28; the compiled forward makes one static
+    graph per size (no shape-generic recompilation); evaluation stays at full size."""
+    from torch._dynamo.utils import counters
+
+    from resnetlab import engine
+
+    seen, real_step = [], engine.train_step
+    monkeypatch.setattr(engine, "train_step", lambda model, optimizer, images, *a, **k: (
+        seen.append(tuple(images.shape[2:])), real_step(model, optimizer, images, *a, **k))[-1])
+    cfg = make_config("fast", model="resnet20", max_steps=16, batch_size=64, eval_batch_size=500, compile=True,
+                      train_sizes=(16, 20), train_size_until=(0.25, 0.5), out=str(tmp_path / "run"))
+    counters.clear()
+    result = fit(cfg, dataset=fashion_subset, progress=False)
+    assert seen == [(16, 16)] * 4 + [(20, 20)] * 4 + [(28, 28)] * 8
+    assert counters["stats"]["unique_graphs"] == 3
+    assert 10.0 < result.test_acc1 <= 100.0  # scored on the full-size test images
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert TrainConfig.from_dict(saved).train_size_until == (0.25, 0.5)
+
+
+def test_scaling_down_is_pillows_antialiased_bilinear_resize_and_keeps_the_layout():
+    import numpy as np
+    from PIL import Image
+
+    from resnetlab.data.augment import scale_down
+
+    images = torch.rand(2, 3, 28, 28, generator=torch.Generator().manual_seed(0)).contiguous(
+        memory_format=torch.channels_last)
+    small = scale_down(images, 20)
+    assert small.shape == (2, 3, 20, 20) and small.is_contiguous(memory_format=torch.channels_last)
+    for n, c in ((0, 0), (1, 2)):
+        pillow = np.asarray(Image.fromarray(images[n, c].numpy(), mode="F").resize((20, 20), Image.BILINEAR))
+        assert np.abs(small[n, c].numpy() - pillow).max() < 1e-5
+    assert scale_down(images, 28) is images
 
 
 def test_compile_is_chosen_for_long_runs_where_inductor_can_build(monkeypatch):

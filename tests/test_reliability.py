@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
-# with a moving average of the weights: its state must resume exactly too
+# with a moving average of the weights and progressive resizing (smaller images until step 12):
+# their state and schedule must resume exactly too
 ARGS = ["train", "--max-steps", "30", "--save-every", "5", "--eval-every", "10", "--log-every", "5",
-        "--batch-size", "64", "--val-split", "1000", "--eval-batch-size", "1000", "--ema-decay", "0.9", "--quiet"]
+        "--batch-size", "64", "--val-split", "1000", "--eval-batch-size", "1000", "--ema-decay", "0.9",
+        "--train-sizes", "20", "--train-size-until", "0.4", "--quiet"]
 
 # Runs the CLI with one fault injected: the process SIGKILLs itself at a chosen point, or the
 # disk "fills up". Test-only patching, so that production code has no fault hooks.

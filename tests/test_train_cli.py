@@ -309,6 +309,8 @@ def test_out_folder_is_never_overwritten(finished_run):
     (["train", "--model", "resnet21"], "unknown model 'resnet21'"),
     (["train", "--lr", "-1"], "lr must be a positive number"),
     (["train", "--data", "imagenet"], "unknown dataset 'imagenet'"),
+    (["train", "--train-sizes", "16,x"], "expected comma-separated image sizes"),
+    (["train", "--train-sizes", "16,20", "--train-size-until", "0.5"], "one --train-size-until fraction per"),
     (["eval"], "the following arguments are required: --checkpoint"),
 ])
 def test_train_usage_errors(args, message):

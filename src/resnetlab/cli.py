@@ -99,6 +99,24 @@ def _milestones(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated steps like 32000,48000, got {text!r}") from None
 
 
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated image sizes like 16,20, got {text!r}") from None
+
+
+def _fractions(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated fractions like 0.3,0.6, got {text!r}") from None
+
+
+_TUPLE_FLAGS = {"milestones": (_milestones, "S1,S2"), "train_sizes": (_sizes, "S1,S2"),
+                "train_size_until": (_fractions, "F1,F2")}
+
+
 def _add_config_flags(groups: dict) -> None:
     """One flag per TrainConfig field, in its group, with the field's help and choices, so every
     setting of a recipe can be overridden."""
@@ -110,8 +128,9 @@ def _add_config_flags(groups: dict) -> None:
         flag, meta, kind = "--" + f.name.replace("_", "-"), f.metadata, str(f.type)
         choices = meta["choices"]() if callable(meta["choices"]) else meta["choices"]
         spec = dict(help=meta["help"], metavar=None if choices else meta["metavar"] or f.name.upper())
-        if f.name == "milestones":
-            spec.update(type=_milestones, metavar="S1,S2")
+        if f.name in _TUPLE_FLAGS:
+            parse, metavar = _TUPLE_FLAGS[f.name]
+            spec.update(type=parse, metavar=metavar)
         elif "bool" in kind:
             spec = dict(help=meta["help"], action=argparse.BooleanOptionalAction, default=None)
         elif "int" in kind:

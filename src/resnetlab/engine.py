@@ -26,6 +26,7 @@ from torch import nn
 from . import dist
 from .checkpoint import BEST, LAST, load_resume_point, save_checkpoint, set_rng_state, training_checkpoint, versions
 from .data import Normalize, load_dataset
+from .data.augment import scale_down
 from .device import (
     autocast,
     pick_channels_last,
@@ -37,7 +38,7 @@ from .device import (
 )
 from .ema import WeightAverage
 from .progress import Progress
-from .recipes import TrainConfig, lr_at, resumed_config
+from .recipes import TrainConfig, lr_at, resumed_config, train_size_at
 from .runfolder import RunFolder
 from .scoring import evaluate
 from .weights import load_pretrained, read_source
@@ -288,6 +289,9 @@ def _train(run: _Run, stop_after: int | None, stop: list[int]) -> FitResult:
         epoch = state.step // run.steps_per_epoch
         tick = time.perf_counter()
         for images, labels in run.train_loader.batches(epoch, start=state.step - epoch * run.steps_per_epoch):
+            size = train_size_at(cfg, state.step, run.total_steps)
+            if size is not None:
+                images = scale_down(images, size)
             train_step(run.train_model, run.optimizer, images, labels, state,
                        lr=lr_at(cfg, state.step, run.total_steps), label_smoothing=cfg.label_smoothing,
                        precision=cfg.precision, device=run.device, accum_steps=cfg.accum_steps)
@@ -378,9 +382,10 @@ def _build(cfg: TrainConfig, resume: bool, dataset, progress: bool, device, fold
     }
     wrapped = dist.wrap(model, device)
     # Only the training forward is compiled: evaluation stays eager, so `resnetlab eval` of a
-    # checkpoint reproduces the recorded test accuracy exactly.
+    # checkpoint reproduces the recorded test accuracy exactly. Static shapes: each image size of
+    # progressive resizing gets its own specialised graph, not a slower shape-generic one.
     run = _Run(cfg, model, wrapped if average is None else average.average,
-               torch.compile(wrapped) if cfg.compile else wrapped, optimizer, state.to(device),
+               torch.compile(wrapped, dynamic=False) if cfg.compile else wrapped, optimizer, state.to(device),
                train_loader, test_loader, folder, bar, meta, device, steps_per_epoch, total_steps, average)
     if state.step < total_steps:
         if saved is not None:

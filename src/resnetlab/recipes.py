@@ -62,6 +62,12 @@ class TrainConfig:
     pad: int = _setting(4, "data", "pixels of padding before the random crop")
     image_size: int | None = _setting(
         224, "data", "crop size for image folders (None in the finetune recipe: the pretrained weights' size)")
+    train_sizes: tuple[int, ...] = _setting(
+        (), "data", "progressive resizing: train on the images scaled down to these sizes first (the height; "
+        "the width in proportion), each until its fraction of the run in --train-size-until, then at full size",
+        metavar="S1,S2")
+    train_size_until: tuple[float, ...] = _setting((), "data", "where each of --train-sizes ends, as fractions "
+                                                   "of the run", metavar="F1,F2")
     normalize: str = _setting("per-channel", "data", "per-channel statistics, the paper's per-pixel mean image, or "
                               "the pretrained weights' statistics", NORMALIZATIONS)
     # how long: an explicit epochs replaces a recipe's max_steps (make_config)
@@ -144,6 +150,12 @@ class TrainConfig:
             (self.pad >= 0, f"pad must be >= 0, got {self.pad}"),
             (self.image_size is None or self.image_size >= 1, f"image_size must be >= 1, got {self.image_size}"),
             (all(m > 0 for m in self.milestones), f"milestones must be positive steps, got {self.milestones}"),
+            (len(self.train_sizes) == len(self.train_size_until),
+             f"give one --train-size-until fraction per --train-sizes size, got {len(self.train_sizes)} sizes "
+             f"and {len(self.train_size_until)} fractions"),
+            (all(s >= 1 for s in self.train_sizes), f"train_sizes must be >= 1, got {self.train_sizes}"),
+            (all(0 <= a < b <= 1 for a, b in zip((0,) + self.train_size_until, self.train_size_until)),
+             f"train_size_until must be increasing fractions in (0, 1], got {self.train_size_until}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -166,8 +178,9 @@ class TrainConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown config field(s) {unknown}")
-        if "milestones" in values:
-            values["milestones"] = tuple(values["milestones"])
+        for name in ("milestones", "train_sizes", "train_size_until"):  # JSON has lists
+            if name in values:
+                values[name] = tuple(values[name])
         return cls(**values)
 
 
@@ -187,6 +200,15 @@ def lr_at(cfg: TrainConfig, step: int, total_steps: int) -> float:
         return floor + (cfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
     # onecycle after its warm-up: a linear decay to the floor.
     return cfg.lr - (cfg.lr - floor) * progress
+
+
+def train_size_at(cfg: TrainConfig, step: int, total_steps: int) -> int | None:
+    """The image size (height) of optimizer step `step` under progressive resizing, None for the
+    full size: a pure function of the step, like lr_at, so a resumed run needs no new state."""
+    for size, until in zip(cfg.train_sizes, cfg.train_size_until):
+        if step < round(until * total_steps):
+            return size
+    return None
 
 
 # --- Named recipes ---------------------------------------------------------------------------

@@ -26,6 +26,19 @@ def random_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tenso
     return torch.where(flip.view(-1, 1, 1, 1), images.flip(3), images)
 
 
+def scale_down(images: torch.Tensor, height: int) -> torch.Tensor:
+    """Normalised images scaled to `height` rows, the width in proportion (progressive resizing):
+    antialiased bilinear, so the smaller image is the larger one seen from further away, as
+    decoding at a lower resolution gives it. Keeps the memory format."""
+    _, _, h, w = images.shape
+    size = (height, max(1, round(w * height / h)))
+    if size == (h, w):
+        return images
+    scaled = F.interpolate(images, size=size, mode="bilinear", antialias=True, align_corners=False)
+    channels_last = images.is_contiguous(memory_format=torch.channels_last)
+    return scaled.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
 def random_erasing_mask(n: int, h: int, w: int, generator: torch.Generator, probability: float = 0.5,
                         area: tuple[float, float] = (0.02, 0.4), aspect: tuple[float, float] = (0.3, 3.3)
                         ) -> torch.Tensor:
