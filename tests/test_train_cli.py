@@ -262,6 +262,26 @@ def test_export_hub_shares_a_model_that_loads_back_three_ways(tmp_path, finished
     assert hub.returncode == 0 and hub.stdout.strip() == "True", hub.stderr
 
 
+def test_export_push_says_in_one_line_why_it_cannot_upload_and_keeps_the_folder(tmp_path, finished_run):
+    """No network here: offline, and online without a login, the folder is written and the push
+    refused in one line; --push without --format hub is a usage error."""
+    import os
+
+    export = ("export", "--checkpoint", finished_run / "last.pt", "--format", "hub")
+    home = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE")}
+    for name, env, message in (("offline", dict(home, HF_HUB_OFFLINE="1"), "huggingface_hub is offline"),
+                               ("no-login", dict(home, HF_HOME=str(tmp_path / "hf")), "not logged in")):
+        result = subprocess.run([sys.executable, "-m", "resnetlab", *map(str, export), "--out", str(tmp_path / name),
+                                 "--push", "someone/resnet20-fmnist"], capture_output=True, text=True, env=env,
+                                timeout=120)
+        assert result.returncode == 1 and message in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert (tmp_path / name / "model.safetensors").is_file()
+    wrong = cli("export", "--checkpoint", finished_run / "last.pt", "--format", "onnx", "--out", tmp_path / "m.onnx",
+                "--push", "someone/x")
+    assert wrong.returncode == 2 and "--push uploads a hub folder" in wrong.stderr
+
+
 @pytest.mark.parametrize("fmt, name", [("safetensors", "model.safetensors"), ("torchvision", "tv.pth"),
                                        ("timm", "timm.safetensors"), ("onnx", "model.onnx"),
                                        ("openvino", "model.xml")])

@@ -5,6 +5,7 @@ from .host import keep_freed_memory
 from .inference import export_onnx, optimize_for_inference
 from .model import BasicBlock, Bottleneck, ResNet, ResNetConfig
 from .summary import Summary, summary
+from .trainer import TrainResult, train
 from .weights import export_state_dict, load_pretrained
 from .zoo import create_model, get_config, list_models
 
@@ -16,6 +17,7 @@ __all__ = [
     "ResNet",
     "ResNetConfig",
     "Summary",
+    "TrainResult",
     "create_model",
     "export_onnx",
     "export_state_dict",
@@ -25,4 +27,5 @@ __all__ = [
     "load_pretrained",
     "optimize_for_inference",
     "summary",
+    "train",
 ]

@@ -179,12 +179,17 @@ def _to_tuples(value):
 def load_model(path: str | Path, device="cpu"):
     """The trained model of a checkpoint (eval mode) and its metadata (classes, normalisation,
     image size, the training config)."""
+    from .recipes import CUSTOM
     from .zoo import create_model
 
     checkpoint = load_checkpoint(path)
     meta = checkpoint.get("meta")
     if not isinstance(meta, dict) or "model" not in meta:
         raise ValueError(f"{path} has no model metadata (expected a checkpoint written by resnetlab train)")
+    if meta["model"].startswith(CUSTOM):
+        name = meta["model"].removeprefix(CUSTOM)
+        raise ValueError(f"{path} holds the weights of a network given as an nn.Module ({name}): build it and "
+                         "load them with model.load_state_dict(resnetlab.checkpoint.load_checkpoint(path)['model'])")
     model = create_model(meta["model"], num_classes=meta["num_classes"], in_chans=meta["in_chans"],
                          pretrained=checkpoint["model"], **meta.get("overrides", {}))
     meta = dict(meta, config=checkpoint["config"], step=checkpoint["step"])

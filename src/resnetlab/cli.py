@@ -257,8 +257,14 @@ def cmd_predict(args) -> None:
 def cmd_export(args) -> None:
     from .evaluation import export_checkpoint
 
+    if args.push and args.format != "hub":
+        raise UsageError("--push uploads a hub folder: use it with --format hub")
     path = export_checkpoint(args.checkpoint, args.format, args.out)
     print(f"wrote {path}")
+    if args.push:
+        from .evaluation import push_to_hub
+
+        print(f"pushed to {push_to_hub(path, args.push)}")
 
 
 def cmd_reproduce(args) -> None:
@@ -405,6 +411,8 @@ def _add_export(commands) -> None:
     export.add_argument("--checkpoint", required=True, metavar="FILE")
     export.add_argument("--format", required=True, choices=EXPORT_FORMATS)
     export.add_argument("--out", required=True, metavar="PATH")
+    export.add_argument("--push", metavar="ORG/NAME", help="with --format hub: upload the folder to the Hugging "
+                        "Face hub (needs huggingface_hub and a login)")
     export.set_defaults(run=cmd_export)
 
 

@@ -38,7 +38,7 @@ from .device import (
 )
 from .ema import WeightAverage
 from .progress import Progress
-from .recipes import TrainConfig, lr_at, resumed_config, train_size_at
+from .recipes import CUSTOM, TrainConfig, lr_at, resumed_config, train_size_at
 from .runfolder import RunFolder
 from .scoring import evaluate
 from .weights import load_pretrained, read_source
@@ -143,15 +143,25 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, images: torch
     state.step += 1
 
 
-def build_model(cfg: TrainConfig, dataset, device: torch.device, pretrained=None) -> nn.Module:
+def build_model(cfg: TrainConfig, dataset, device: torch.device, pretrained=None,
+                network: nn.Module | None = None) -> nn.Module:
     """The run's network for the dataset's classes and channels: fresh, or its backbone from
-    `pretrained` with a fresh classifier."""
+    `pretrained` with a fresh classifier; or `network`, a module given from Python."""
     in_chans, height, width = dataset.image_shape
-    model = create_model(cfg.model, num_classes=dataset.num_classes, in_chans=in_chans, **cfg.model_overrides)
-    minimum = model.cfg.total_stride
-    if min(height, width) < minimum:
-        raise ValueError(f"{cfg.model} needs images of at least {minimum}x{minimum}; {cfg.data} has "
-                         f"{height}x{width}: use a CIFAR-family model (resnet20 .. resnet110)")
+    if network is not None:
+        if not isinstance(network, nn.Module):
+            raise TypeError(f"model must be a model name or an nn.Module, got {type(network).__name__}")
+        model = network
+    elif cfg.model.startswith(CUSTOM):
+        name = cfg.model.removeprefix(CUSTOM)
+        raise ValueError(f"this run trains a network given as an nn.Module ({name}), which only Python can "
+                         f"rebuild: resume it with resnetlab.train(model={name}(...), out=..., resume=True)")
+    else:
+        model = create_model(cfg.model, num_classes=dataset.num_classes, in_chans=in_chans, **cfg.model_overrides)
+        minimum = model.cfg.total_stride
+        if min(height, width) < minimum:
+            raise ValueError(f"{cfg.model} needs images of at least {minimum}x{minimum}; {cfg.data} has "
+                             f"{height}x{width}: use a CIFAR-family model (resnet20 .. resnet110)")
     if pretrained is not None:
         load_pretrained(model, pretrained, classifier=False)
     if cfg.sync_bn and dist.world_size() > 1:
@@ -164,6 +174,28 @@ def build_model(cfg: TrainConfig, dataset, device: torch.device, pretrained=None
     return model.double() if cfg.precision == "fp64" else model
 
 
+def _check_logits(network: nn.Module, images: torch.Tensor, num_classes: int) -> None:
+    """That a module given from Python gives one logit per class: one forward pass in eval mode
+    (which changes no BatchNorm statistics) on two of the data's images."""
+    name = type(network).__name__
+    parameter = next(network.parameters(), None)
+    if parameter is None:
+        raise ValueError(f"{name} has no parameters to train")
+    images, mode = images[:2].to(parameter.dtype), network.training
+    try:
+        with torch.no_grad():
+            logits = network.eval()(images)
+    except Exception as error:
+        raise ValueError(f"{name} failed on a batch of the data's images, shape {tuple(images.shape)}: "
+                         f"{error}") from error
+    finally:
+        network.train(mode)
+    if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (len(images), num_classes):
+        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ValueError(f"{name} must return class logits of shape (N, {num_classes}) for the data's "
+                         f"{num_classes} classes; it returned {got} for N={len(images)}")
+
+
 @dataclass
 class FitResult:
     test_acc1: float
@@ -172,6 +204,7 @@ class FitResult:
     metrics: list[dict]
     out: Path | None
     trained_steps: int = 0  # steps trained by this call (0: a finished run, resumed)
+    model: nn.Module | None = None  # the trained network as evaluated (the average, if kept), eval mode
 
 
 @dataclass
@@ -221,16 +254,17 @@ class _Run:
 
 
 def fit(cfg: TrainConfig, *, resume: bool = False, dataset=None, progress: bool = True,
-        stop_after: int | None = None) -> FitResult:
+        stop_after: int | None = None, network: nn.Module | None = None) -> FitResult:
     """Train `cfg.model` on `cfg.data` as the config says, writing the run folder `cfg.out`.
 
     resume: continue the run in `cfg.out` exactly where it stopped, with its own settings; `cfg`
         gives only where and how often it writes (recipes.FREE_ON_RESUME) and its length, so a
         longer `max_steps`/`epochs` extends it. A finished run is left as it is.
-    dataset: an already loaded dataset (tests); by default `cfg.data` is loaded.
+    dataset: an already loaded dataset (tensors in memory, tests); by default `cfg.data` is loaded.
     stop_after: stop at this step after saving, as if killed; for tests of resume.
+    network: the module to train instead of `cfg.model` (whose name is then CUSTOM + its class's).
     """
-    run = _start(cfg, resume, dataset, progress)
+    run = _start(cfg, resume, dataset, progress, network)
     try:
         if run.state.step >= run.total_steps:  # a finished run, resumed: left as it is
             run.bar.message(f"the run in {cfg.out} has finished ({run.state.step} steps); pass a larger "
@@ -322,7 +356,7 @@ def _train(run: _Run, stop_after: int | None, stop: list[int]) -> FitResult:
     return _result(run, first_step)
 
 
-def _start(cfg: TrainConfig, resume: bool, dataset, progress: bool) -> _Run:
+def _start(cfg: TrainConfig, resume: bool, dataset, progress: bool, network: nn.Module | None = None) -> _Run:
     """Prepare the run folder, build the network, data, optimizer and state (from the
     checkpoint when resuming), decide what the machine does, write config.json."""
     cfg.validate()
@@ -333,13 +367,14 @@ def _start(cfg: TrainConfig, resume: bool, dataset, progress: bool) -> _Run:
     if dist.is_main():
         folder.prepare(resume)
     try:
-        return _build(cfg, resume, dataset, progress, device, folder)
+        return _build(cfg, resume, dataset, progress, device, folder, network)
     except BaseException:
         folder.release()  # a run that cannot start leaves the folder to the next writer at once
         raise
 
 
-def _build(cfg: TrainConfig, resume: bool, dataset, progress: bool, device, folder: RunFolder) -> _Run:
+def _build(cfg: TrainConfig, resume: bool, dataset, progress: bool, device, folder: RunFolder,
+           network: nn.Module | None) -> _Run:
     dist.barrier()
     checkpoint, saved = None, None
     if resume:
@@ -358,9 +393,11 @@ def _build(cfg: TrainConfig, resume: bool, dataset, progress: bool, device, fold
         dataset = load_dataset(cfg.data, cfg.data_dir, val_split=cfg.val_split, seed=cfg.seed,
                                image_size=cfg.image_size)
     normalize = _normalization(cfg, dataset, checkpoint, source_meta)
-    model = build_model(cfg, dataset, device, source)
+    model = build_model(cfg, dataset, device, source, network)
     train_loader, test_loader = dataset.loaders(cfg, normalize, device=device, channels_last=cfg.channels_last,
                                                 rank=dist.rank(), world_size=dist.world_size())
+    if network is not None:
+        _check_logits(model, next(iter(test_loader.batches(0)))[0], dataset.num_classes)
     optimizer = make_optimizer(model, cfg)
     state = TrainState()
     steps_per_epoch = len(train_loader)
@@ -455,5 +492,6 @@ def _say_how_the_schedule_changes(saved: TrainConfig, cfg: TrainConfig, step: in
 def _result(run: _Run, first_step: int) -> FitResult:
     metrics = run.folder.read_metrics()
     final = metrics[-1]["test_acc1"] if metrics else float("nan")
+    trained = run.average.average if run.average is not None else run.network
     return FitResult(final, run.state.best_acc1, run.state.step, metrics, run.folder.path,
-                     run.state.step - first_step)
+                     run.state.step - first_step, trained.eval())

@@ -245,6 +245,33 @@ def export_hub(model, meta: dict, checkpoint: Path, out: Path) -> Path:
     return out
 
 
+def push_to_hub(folder: Path, repo_id: str) -> str:
+    """Upload a folder written by export_hub to the Hugging Face hub as ORG/NAME (created if
+    missing), with huggingface_hub's login; returns the repository's address. Offline, without
+    the package or without a login it says so in one line (a RuntimeError) and uploads nothing."""
+    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise ValueError(f"--push needs a repository ORG/NAME, got {repo_id!r}")
+    try:
+        import huggingface_hub
+        from huggingface_hub import constants
+    except ImportError:
+        raise RuntimeError("--push needs huggingface_hub: pip install 'resnetlab[hub]'") from None
+    if constants.HF_HUB_OFFLINE:
+        raise RuntimeError(f"--push: huggingface_hub is offline (HF_HUB_OFFLINE); {folder} is written, push it "
+                           "once online")
+    if huggingface_hub.get_token() is None:
+        raise RuntimeError(f"--push: not logged in to the Hugging Face hub (`hf auth login`, or HF_TOKEN); "
+                           f"{folder} is written")
+    api = huggingface_hub.HfApi()
+    try:
+        url = api.create_repo(repo_id, exist_ok=True)
+        api.upload_folder(folder_path=str(folder), repo_id=repo_id, commit_message="resnetlab export --format hub")
+    except Exception as error:  # the hub's HTTP and connection errors: one line, the folder kept
+        raise RuntimeError(f"--push to {repo_id} failed ({type(error).__name__}: {str(error).splitlines()[0]}); "
+                           f"{folder} is written") from None
+    return str(url)
+
+
 def _model_card(meta: dict, cfg: TrainConfig, final: dict | None, out: Path) -> str:
     overrides = "".join(f", {key}={value!r}" for key, value in meta.get("overrides", {}).items())
     command = (f"resnetlab train --model {cfg.model} --data {cfg.data} --recipe {cfg.recipe} --seed {cfg.seed} "

@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass, field
 
 SCHEDULES = ("step", "onecycle", "cosine")
+CUSTOM = "custom:"  # the model name of a network given as an nn.Module (resnetlab.train): its class name follows
+TENSORS = "tensors"  # the data name of images given as tensors in memory (resnetlab.train)
 PRECISIONS = ("auto", "fp32", "bf16", "fp64")  # fp64: for numerical checks (tests), slow
 NORMALIZATIONS = ("per-channel", "per-pixel", "pretrained")
 GROUPS = ("model", "data", "optimisation", "evaluation", "machine", "run")  # of the command line's flags
@@ -116,9 +118,15 @@ class TrainConfig:
         from .data.batches import AUGMENTS
         from .zoo import get_config
 
-        get_config(self.model)  # an unknown name: a ValueError with the close matches
+        custom = self.model.startswith(CUSTOM)
+        if not custom:
+            get_config(self.model)  # an unknown name: a ValueError with the close matches
         checks = [
-            (self.data in DATASETS, f"unknown dataset {self.data!r}; expected one of {', '.join(DATASETS)}"),
+            (self.data in DATASETS or self.data == TENSORS,
+             f"unknown dataset {self.data!r}; expected one of {', '.join(DATASETS)}"),
+            (not custom or not (self.model_overrides or self.pretrained or self.freeze_backbone),
+             "model_overrides, pretrained and freeze_backbone are settings of resnetlab's own networks; "
+             "a network given as an nn.Module comes as it is"),
             (self.recipe in RECIPES, f"unknown recipe {self.recipe!r}; expected one of {', '.join(RECIPES)}"),
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (self.max_steps is None or self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}"),

@@ -68,6 +68,39 @@ class Dataset:
     multi_scale_samples = ten_crop  # the views of section 3.4 are for image folders only
 
 
+def tensor_dataset(train_images: torch.Tensor, train_labels: torch.Tensor, test_images: torch.Tensor,
+                   test_labels: torch.Tensor, classes: list[str] | None = None) -> Dataset:
+    """A dataset from images and labels in memory: images uint8 (N, C, H, W) or (N, H, W), or
+    floats in [0, 1] (stored as uint8, as 8-bit images are); labels integers 0..classes-1."""
+    splits = []
+    for split, images, labels in (("train", train_images, train_labels), ("test", test_images, test_labels)):
+        images, labels = torch.as_tensor(images), torch.as_tensor(labels)
+        if images.ndim == 3:
+            images = images.unsqueeze(1)
+        if images.ndim != 4:
+            raise ValueError(f"{split} images must be (N, C, H, W) or (N, H, W), got shape {tuple(images.shape)}")
+        if images.is_floating_point():
+            if len(images) and not (0 <= images.min() and images.max() <= 1):
+                raise ValueError(f"float {split} images must be in [0, 1] (or give uint8 0..255), found "
+                                 f"{images.min().item():.3g}..{images.max().item():.3g}")
+            images = (images * 255).round().to(torch.uint8)
+        elif images.dtype != torch.uint8:
+            raise ValueError(f"{split} images must be uint8 (0..255) or floats in [0, 1], got {images.dtype}")
+        if labels.ndim != 1 or len(labels) != len(images) or labels.is_floating_point():
+            raise ValueError(f"{split} labels must be one integer per image ({len(images)}), got "
+                             f"{labels.dtype} of shape {tuple(labels.shape)}")
+        splits.append(Split(images.contiguous(), labels.long()))
+    if splits[0].images.shape[1:] != splits[1].images.shape[1:]:
+        raise ValueError(f"train and test images differ in shape: {tuple(splits[0].images.shape[1:])} and "
+                         f"{tuple(splits[1].images.shape[1:])}")
+    count = int(max(splits[0].labels.max(), splits[1].labels.max())) + 1 if classes is None else len(classes)
+    for split in splits:
+        if len(split) and (split.labels.min() < 0 or split.labels.max() >= count):
+            raise ValueError(f"labels must be in [0, {count - 1}], found {split.labels.min().item()}.."
+                             f"{split.labels.max().item()}")
+    return Dataset("tensors", *splits, list(classes) if classes is not None else [str(i) for i in range(count)])
+
+
 def load_dataset(name: str, data_dir=None, *, download: bool = True, val_split: int = 0, seed: int = 0,
                  image_size: int = 224):
     """A dataset by name. val_split > 0 holds out that many training images as the test split
@@ -87,6 +120,9 @@ def load_dataset(name: str, data_dir=None, *, download: bool = True, val_split: 
         from .cifar import load_cifar
 
         train_x, train_y, test_x, test_y, classes = load_cifar(name, data_dir, download)
+    elif name == "tensors":
+        raise ValueError("the data of this run was given as tensors in memory: pass them again to "
+                         "resnetlab.train(data=(train_images, train_labels, test_images, test_labels))")
     else:
         raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
     for labels, split in ((train_y, "train"), (test_y, "test")):
