@@ -69,7 +69,8 @@ def report(folder: Path, wall_s: float | None = None) -> list:
     resolved = config["resolved"]
     sizes = "".join(f", {size}px to {until:.0%}" for size, until in
                     zip(config.get("train_sizes", ()), config.get("train_size_until", ())))
-    setting = (f"{config['model']}, {config['recipe']}, {config['epochs']} epochs{sizes}, {resolved['precision']}"
+    setting = (f"{config['model']}, {config['recipe']}, {config['epochs']} epochs, {config['augment']}{sizes}, "
+               f"{resolved['precision']}"
                f"{', channels_last' if resolved['channels_last'] else ''}"
                f"{', compiled' if resolved.get('compile') else ''}, {config['device']}")
     final = rows[-1]
