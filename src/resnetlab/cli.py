@@ -92,29 +92,19 @@ def _depths(text: str) -> tuple[int, ...]:
     return depths
 
 
-def _milestones(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated steps like 32000,48000, got {text!r}") from None
+def _comma_separated(convert, example: str):
+    """An argparse type for a list of numbers like `example`, as a tuple."""
+    def parse(text: str) -> tuple:
+        try:
+            return tuple(convert(part) for part in text.split(",") if part.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {example}, got {text!r}") from None
+    return parse
 
 
-def _sizes(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated image sizes like 16,20, got {text!r}") from None
-
-
-def _fractions(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated fractions like 0.3,0.6, got {text!r}") from None
-
-
-_TUPLE_FLAGS = {"milestones": (_milestones, "S1,S2"), "train_sizes": (_sizes, "S1,S2"),
-                "train_size_until": (_fractions, "F1,F2")}
+_TUPLE_FLAGS = {"milestones": (_comma_separated(int, "steps like 32000,48000"), "S1,S2"),
+                "train_sizes": (_comma_separated(int, "image sizes like 16,20"), "S1,S2"),
+                "train_size_until": (_comma_separated(float, "fractions like 0.3,0.6"), "F1,F2")}
 
 
 def _add_config_flags(groups: dict) -> None:
@@ -149,6 +139,7 @@ def cmd_train(args) -> None:
     from .device import resolve_device
     from .engine import fit
     from .recipes import TrainConfig
+    from .runfolder import RunFolder, default_out
 
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
              if f.name not in _TRAIN_SPECIAL and getattr(args, f.name, None) is not None}
@@ -166,8 +157,9 @@ def cmd_train(args) -> None:
     dist.init(device.type)
     # every process must agree on the default folder (its name has the time in it)
     given["out"] = args.out or dist.broadcast_from_main(
-        _default_out(given.get("model", TrainConfig.model), given.get("data", TrainConfig.data)))
-    saved = _saved_config(given["out"]) if args.resume else None  # a damaged run folder: a failure, not usage
+        default_out(given.get("model", TrainConfig.model), given.get("data", TrainConfig.data)))
+    # a damaged run folder: a failure, not usage
+    saved = RunFolder(given["out"]).saved_config() if args.resume else None
     try:
         cfg = _train_config(given, saved)
     except ValueError as error:
@@ -187,18 +179,6 @@ def cmd_train(args) -> None:
               f"run folder {result.out}{finished}")
 
 
-def _saved_config(out: str):
-    """The config of the run to resume, from its checkpoint (fit reads it again, and says what a
-    damaged last.pt costs)."""
-    from .checkpoint import load_resume_point
-    from .recipes import TrainConfig
-    from .runfolder import RunFolder
-
-    RunFolder(out).require_resume_point()
-    checkpoint, _ = load_resume_point(out)
-    return TrainConfig.from_dict(checkpoint["config"])
-
-
 def _train_config(given: dict, saved):
     """The run's config: the recipe with the flags given; resuming (`saved`), the run's own
     settings with the flags that may change (a contradicting flag is a usage error)."""
@@ -207,12 +187,6 @@ def _train_config(given: dict, saved):
     if saved is None:
         return make_config(given.pop("recipe", None), **given)
     return resume_request(saved, given)
-
-
-def _default_out(model: str, data: str) -> str:
-    import time
-
-    return f"runs/{model}-{data}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 # --- eval, predict, export ------------------------------------------------------------------------

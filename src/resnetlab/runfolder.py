@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import time
 from pathlib import Path
 
 from .checkpoint import LAST, PREVIOUS, atomic_write_text, has_resume_point, remove_stale_temporaries
@@ -90,6 +91,16 @@ class RunFolder:
         if not has_resume_point(self.path):
             raise ValueError(f"--resume: no checkpoint {self.file(LAST)} (or {PREVIOUS}) to resume from")
 
+    def saved_config(self):
+        """The TrainConfig of the run to resume, from its checkpoint (fit reads it again, and says
+        what a damaged last.pt costs)."""
+        from .checkpoint import load_resume_point
+        from .recipes import TrainConfig
+
+        self.require_resume_point()
+        checkpoint, _ = load_resume_point(self.path)
+        return TrainConfig.from_dict(checkpoint["config"])
+
     def write_config(self, config: dict) -> None:
         if self.enabled:
             atomic_write_text(self.file("config.json"), json.dumps(config, indent=2, sort_keys=True) + "\n")
@@ -140,3 +151,8 @@ class RunFolder:
             from .plots import plot_curves
 
             plot_curves(self.read_metrics(), self.file("curves.png"))
+
+
+def default_out(model: str, data: str) -> str:
+    """A new run's folder when none is given: runs/MODEL-DATA-TIME."""
+    return f"runs/{model}-{data}-{time.strftime('%Y%m%d-%H%M%S')}"

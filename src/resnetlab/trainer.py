@@ -8,7 +8,6 @@ run folder, progress, checkpoints and exact resume are the trainer's (engine.fit
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from torch import nn
 from .data import DATASETS
 from .data.datasets import tensor_dataset
 from .recipes import CUSTOM, TENSORS, TrainConfig, make_config, resume_request
+from .runfolder import RunFolder, default_out
 
 
 @dataclass
@@ -49,7 +49,7 @@ def train(*, model: str | nn.Module = "resnet20", data="fashion-mnist", out: str
         raise TypeError(f"model must be a model name or an nn.Module, got {type(model).__name__}")
     data, dataset, settings = _data(data, settings)
     name = model.removeprefix(CUSTOM)
-    out = str(out) if out is not None else f"runs/{name}-{data}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = str(out) if out is not None else default_out(name, data)
     given = {"model": model, "data": data, "out": out, **settings}
     cfg = _resumed(given) if resume else make_config(given.pop("recipe", None), **given)
     from .engine import fit  # the trainer's imports wait for the first run (import resnetlab stays light)
@@ -82,10 +82,4 @@ def _data(data, settings: dict) -> tuple[str, object, dict]:
 def _resumed(given: dict) -> TrainConfig:
     """The config to continue the run in given["out"] with: its own settings and the given ones
     that may change (a contradicting one is a ValueError, as on the command line)."""
-    from .checkpoint import load_resume_point
-    from .runfolder import RunFolder
-
-    RunFolder(given["out"]).require_resume_point()
-    checkpoint, _ = load_resume_point(given["out"])
-    return resume_request(TrainConfig.from_dict(checkpoint["config"]), given)
-
+    return resume_request(RunFolder(given["out"]).saved_config(), given)

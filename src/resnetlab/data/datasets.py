@@ -94,11 +94,15 @@ def tensor_dataset(train_images: torch.Tensor, train_labels: torch.Tensor, test_
         raise ValueError(f"train and test images differ in shape: {tuple(splits[0].images.shape[1:])} and "
                          f"{tuple(splits[1].images.shape[1:])}")
     count = int(max(splits[0].labels.max(), splits[1].labels.max())) + 1 if classes is None else len(classes)
-    for split in splits:
-        if len(split) and (split.labels.min() < 0 or split.labels.max() >= count):
-            raise ValueError(f"labels must be in [0, {count - 1}], found {split.labels.min().item()}.."
-                             f"{split.labels.max().item()}")
+    _check_labels("the", splits[0].labels, splits[1].labels, count)
     return Dataset("tensors", *splits, list(classes) if classes is not None else [str(i) for i in range(count)])
+
+
+def _check_labels(name: str, train_labels: torch.Tensor, test_labels: torch.Tensor, count: int) -> None:
+    for labels, split in ((train_labels, "train"), (test_labels, "test")):
+        if len(labels) and (labels.min() < 0 or labels.max() >= count):
+            raise ValueError(f"{name} {split} labels must be in [0, {count - 1}], found "
+                             f"{labels.min().item()}..{labels.max().item()}")
 
 
 def load_dataset(name: str, data_dir=None, *, download: bool = True, val_split: int = 0, seed: int = 0,
@@ -125,10 +129,7 @@ def load_dataset(name: str, data_dir=None, *, download: bool = True, val_split: 
                          "resnetlab.train(data=(train_images, train_labels, test_images, test_labels))")
     else:
         raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
-    for labels, split in ((train_y, "train"), (test_y, "test")):
-        if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
-            raise ValueError(f"{name} {split} labels must be in [0, {len(classes) - 1}], found "
-                             f"{labels.min().item()}..{labels.max().item()}")
+    _check_labels(name, train_y, test_y, len(classes))
     if val_split:
         if not 0 < val_split < len(train_y):
             raise ValueError(f"val_split must be between 1 and {len(train_y) - 1}, got {val_split}")
